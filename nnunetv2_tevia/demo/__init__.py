@@ -1,0 +1,1 @@
+"""Synthetic demo dataset whose labels depend on the report text, plus Dice tables and overlay pictures."""

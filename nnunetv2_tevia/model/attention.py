@@ -1,0 +1,40 @@
+"""Multi-head attention on ``scaled_dot_product_attention`` (flash / memory-efficient kernels where available)."""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def largest_head_count(channels: int, wanted: int) -> int:
+    """The largest head count <= wanted that divides channels (nnU-Net channel counts are not always multiples of 4)."""
+    for h in range(min(wanted, channels), 0, -1):
+        if channels % h == 0:
+            return h
+    return 1
+
+
+class Attention(nn.Module):
+    def __init__(self, channels: int, heads: int, kv_channels: Optional[int] = None):
+        super().__init__()
+        kv_channels = channels if kv_channels is None else kv_channels
+        self.heads = largest_head_count(channels, heads)
+        self.q = nn.Linear(channels, channels)
+        self.k = nn.Linear(kv_channels, channels)
+        self.v = nn.Linear(kv_channels, channels)
+        self.out = nn.Linear(channels, channels)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """q: (B, Nq, C); k, v: (B, Nk, Ckv); key_mask: (B, Nk) bool, True = attend. Returns (B, Nq, C)."""
+        b, nq, c = q.shape
+        h = self.heads
+
+        def split(t):
+            return t.view(b, t.shape[1], h, c // h).transpose(1, 2)
+
+        attn_mask = None
+        if key_mask is not None:
+            attn_mask = key_mask[:, None, None, :].to(torch.bool)
+        o = F.scaled_dot_product_attention(split(self.q(q)), split(self.k(k)), split(self.v(v)), attn_mask=attn_mask)
+        return self.out(o.transpose(1, 2).reshape(b, nq, c))

@@ -1,0 +1,43 @@
+"""What the predictor needs to rebuild a TeViA network, stored in the results folder's ``plans.json``.
+
+nnU-Net's ``build_network_architecture`` only receives the plans, so the text settings go into
+``plans["tevia"]`` (and are mirrored in every checkpoint, to catch folds trained with another encoder).
+"""
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+PLANS_KEY = "tevia"
+
+
+def default_slot_counts(text_tokens: int, num_stages: int) -> List[int]:
+    """Slots per guided stage, lowest resolution first: L, L/2, 3L/8 as in the reference (24, 12, 9), then halving."""
+    counts = [text_tokens, max(1, text_tokens // 2), max(1, round(3 * text_tokens / 8))]
+    while len(counts) < num_stages:
+        counts.append(max(1, counts[-1] // 2))
+    return counts[:num_stages]
+
+
+@dataclass
+class TeViAConfig:
+    text_tokens: int                      # L: max tokens of the cache
+    text_dim: int                         # D: encoder hidden size
+    num_guided_stages: int = 3            # K, capped by the decoder's stage count when building
+    slots: Optional[List[int]] = None     # L_s per guided stage; default_slot_counts when None
+    self_attention_heads: int = 1
+    cross_attention_heads: int = 4
+    initial_scale: float = 0.01
+    encoder: dict = field(default_factory=dict)   # TextCache.encoder_record(): spec, id, revision, max_tokens, dim
+    no_report_text: str = ""
+    text_dropout: float = 0.0             # > 0: the model also serves cases without a report
+    case_text: bool = True                # False: trained on the no-report text only (_noText ablation)
+
+    def resolved_slots(self, num_stages: int) -> List[int]:
+        return list(self.slots[:num_stages]) if self.slots else default_slot_counts(self.text_tokens, num_stages)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TeViAConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

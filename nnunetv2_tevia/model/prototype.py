@@ -1,0 +1,40 @@
+"""The historic visual prototype (TeViA section 4), as pure functions plus one distributed reduction.
+
+Per guided stage the prototype is a C_s vector: the mean of the foreground vectors over the warm-up
+epoch, then ``p = m * p + (1 - m) * batch_mean`` every training step. Batch means are formed from
+(sum, count) so that they can be all-reduced across ranks exactly (a mean of per-rank means would
+weight ranks with few foreground samples wrongly).
+"""
+from typing import Tuple
+
+import torch
+import torch.distributed as dist
+
+
+def foreground_sum_count(vectors: torch.Tensor, valid: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(sum over valid samples of vectors, number of valid samples), in float32."""
+    w = valid.float()
+    return (vectors.float() * w[:, None]).sum(0), w.sum()
+
+
+def all_reduce_sum_count(total: torch.Tensor, count: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Sum (sum, count) over all ranks when a process group is running; identity otherwise.
+
+    Every rank must call this every training step, also when its batch has no foreground
+    (count 0), or the collective deadlocks.
+    """
+    if dist.is_available() and dist.is_initialized():
+        packed = torch.cat((total, count.reshape(1)))
+        dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+        return packed[:-1], packed[-1]
+    return total, count
+
+
+def momentum_update(prototype: torch.Tensor, batch_mean: torch.Tensor, momentum: float) -> torch.Tensor:
+    return momentum * prototype + (1 - momentum) * batch_mean
+
+
+def minmax_normalise(prototype: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Scale a prototype to [0, 1]; the factor f in ``q = q * f + q``."""
+    lo, hi = prototype.min(), prototype.max()
+    return (prototype - lo) / (hi - lo).clamp_min(eps)

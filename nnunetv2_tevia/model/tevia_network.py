@@ -1,0 +1,125 @@
+"""A plans-built nnU-Net network with TeViA's text-guided stages on its K lowest-resolution decoder inputs.
+
+The wrapper keeps the original ``encoder`` and ``decoder`` modules under their own names, so every key
+of the plain network's state dict is present here with the same shape (fine-tuning from a plain
+checkpoint only adds ``guidance.*`` and ``no_report_text_*``). ``decoder.deep_supervision`` keeps working.
+
+Text reaches the network in one of three ways, in this order:
+  1. ``forward(x, text, text_mask)``: training and validation steps pass each batch's text;
+  2. ``set_text(features, mask)``: the predictor sets the current case's text before its sliding window
+     (a plain attribute, never part of the state dict, so reloading a fold's weights cannot replace it);
+  3. the no-report text, only if ``allow_no_report`` is set (text-dropout models, or an explicit opt-in).
+Otherwise the forward refuses: a TeViA model never quietly gives text-free results.
+"""
+from typing import List, Optional, Tuple
+
+import torch
+from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
+from torch import nn
+
+from nnunetv2_tevia.errors import MissingTextError
+from nnunetv2_tevia.model.config import TeViAConfig
+from nnunetv2_tevia.model.guided_stage import GuidedStage
+
+NO_TEXT_MESSAGE = (
+    "this TeViA network got no report text for the current case. Predict with nnUNetv2_tevia_predict (it "
+    "embeds each case's report), or pass the text explicitly. To run a model trained without text dropout on "
+    "the no-report text anyway, set NNUNETV2_TEVIA_ALLOW_NO_REPORT=1 (results are text-free).")
+
+
+class TeViANetwork(nn.Module):
+    def __init__(self, base: nn.Module, config: TeViAConfig):
+        super().__init__()
+        if not isinstance(getattr(base, "decoder", None), UNetDecoder):
+            raise TypeError(f"TeViA guides dynamic-network-architectures' UNetDecoder; {type(base).__name__} has "
+                            f"decoder {type(getattr(base, 'decoder', None)).__name__}. Use PlainConvUNet or "
+                            f"ResidualEncoderUNet plans (nnUNetPlans, nnUNetResEncUNet*Plans).")
+        self.encoder = base.encoder
+        self.decoder = base.decoder
+        self.config = config
+        num_stages = min(config.num_guided_stages, len(self.decoder.stages))
+        slots = config.resolved_slots(num_stages)
+        # the input of decoder stage s is the bottleneck (s = 0) or the output of stage s - 1,
+        # which has the channels of encoder stage -(s + 1)
+        channels = [self.encoder.output_channels[-(s + 1)] for s in range(num_stages)]
+        self.guidance = nn.ModuleList(
+            GuidedStage(c, config.text_tokens, config.text_dim, l, config.self_attention_heads,
+                        config.cross_attention_heads, config.initial_scale)
+            for c, l in zip(channels, slots))
+        self.register_buffer("no_report_text_features", torch.zeros(config.text_tokens, config.text_dim))
+        self.register_buffer("no_report_text_mask", torch.zeros(config.text_tokens, dtype=torch.bool))
+        self.allow_no_report = config.text_dropout > 0
+        self._text: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+
+    # --- text context (never in the state dict) ---
+    def set_text(self, features: torch.Tensor, mask: torch.Tensor) -> None:
+        """Text for the following forwards: features (L, D) or (B, L, D), mask (L,) or (B, L)."""
+        features = torch.as_tensor(features)
+        mask = torch.as_tensor(mask, dtype=torch.bool)
+        self._text = (features if features.ndim == 3 else features[None],
+                      mask if mask.ndim == 2 else mask[None])
+
+    def clear_text(self) -> None:
+        self._text = None
+
+    def set_no_report_text(self, features: torch.Tensor, mask: torch.Tensor) -> None:
+        self.no_report_text_features.copy_(torch.as_tensor(features))
+        self.no_report_text_mask.copy_(torch.as_tensor(mask, dtype=torch.bool))
+
+    def _resolve_text(self, batch: int, text, text_mask, like: torch.Tensor):
+        if text is None:
+            if self._text is not None:
+                text, text_mask = self._text
+            elif self.allow_no_report:
+                text, text_mask = self.no_report_text_features[None], self.no_report_text_mask[None]
+            else:
+                raise MissingTextError(NO_TEXT_MESSAGE)
+        if text_mask is None:
+            text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
+        if text.shape[0] == 1 and batch > 1:  # one case's text for a batch of its tiles
+            text, text_mask = text.expand(batch, -1, -1), text_mask.expand(batch, -1)
+        if text.shape[0] != batch:
+            raise ValueError(f"got text for {text.shape[0]} cases but a batch of {batch}")
+        if tuple(text.shape[1:]) != (self.config.text_tokens, self.config.text_dim):
+            raise ValueError(f"text features have shape (L, D) = {tuple(text.shape[1:])}, but this network was "
+                             f"built for ({self.config.text_tokens}, {self.config.text_dim}): the embeddings come "
+                             f"from another encoder or max-tokens setting than the model's")
+        return text.to(device=like.device, dtype=like.dtype), text_mask.to(like.device)
+
+    def forward(self, x: torch.Tensor, text: Optional[torch.Tensor] = None,
+                text_mask: Optional[torch.Tensor] = None, return_aux: bool = False):
+        # under autocast, x is fp32 but the attention runs in half precision; keep text in x's dtype
+        text, text_mask = self._resolve_text(x.shape[0], text, text_mask, x)
+        skips = self.encoder(x)
+        dec = self.decoder
+        lres = skips[-1]
+        seg_outputs: List[torch.Tensor] = []
+        projected: List[torch.Tensor] = []
+        # UNetDecoder.forward's loop, with the guided stages applied to the inputs of the first K stages
+        for s in range(len(dec.stages)):
+            if s < len(self.guidance):
+                t = self.guidance[s].text_projection(text, text_mask)
+                projected.append(t)
+                lres = self.guidance[s](lres, t)
+            y = dec.transpconvs[s](lres)
+            y = torch.cat((y, skips[-(s + 2)]), 1)
+            y = dec.stages[s](y)
+            if dec.deep_supervision:
+                seg_outputs.append(dec.seg_layers[s](y))
+            elif s == len(dec.stages) - 1:
+                seg_outputs.append(dec.seg_layers[-1](y))
+            lres = y
+        seg_outputs = seg_outputs[::-1]
+        out = seg_outputs if dec.deep_supervision else seg_outputs[0]
+        if return_aux:
+            return out, {"features": lres, "projected_text": projected}
+        return out
+
+    def compute_conv_feature_map_size(self, input_size):
+        return self.encoder.compute_conv_feature_map_size(input_size) + \
+            self.decoder.compute_conv_feature_map_size(input_size)
+
+    # --- prototype bookkeeping over all guided stages ---
+    @property
+    def guided_stages(self) -> List[GuidedStage]:
+        return list(self.guidance)

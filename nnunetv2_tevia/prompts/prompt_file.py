@@ -1,0 +1,266 @@
+"""The prompt file: one JSON per dataset holding each case's report text.
+
+    {"format": "nnunetv2-tevia-prompts", "version": 1,
+     "default": "text for cases without a report (optional)",
+     "classes": {"<label name>": "description"},
+     "cases": {"<case id>": "report text"}}
+
+A case without a text (absent from "cases", or the "" placeholder that `nnUNetv2_tevia_prompts init`
+writes) gets the no-report text (:func:`no_report_text`). Where the file has no no-report text, a ""
+placeholder is an error outside of template editing (``allow_empty``), so a forgotten report is caught
+when the file is loaded rather than when its case is first needed.
+"""
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from nnunetv2_tevia.errors import MissingTextError, PromptFileError
+from nnunetv2_tevia.io_utils import atomic_write_json
+
+PROMPTS_FILENAME = "tevia_prompts.json"
+FORMAT = "nnunetv2-tevia-prompts"
+VERSION = 1
+# Checked before reading: a wrong --prompts pointing at an image volume must not be read into memory.
+MAX_PROMPT_FILE_BYTES = 256 * 1024 * 1024
+TOP_LEVEL_KEYS = ("format", "version", "default", "classes", "cases")
+
+_FIX_VALIDATE = "run `nnUNetv2_tevia_prompts validate -d <dataset>` to list every problem"
+
+
+@dataclass
+class PromptFile:
+    path: Optional[str]
+    cases: dict
+    default: Optional[str] = None
+    classes: dict = field(default_factory=dict)
+
+
+class _JsonObject(dict):
+    """A JSON object that remembers keys given twice (json keeps only the last one silently)."""
+
+    duplicates: list
+
+
+def _object_with_duplicates(pairs):
+    obj = _JsonObject()
+    obj.duplicates = []
+    for k, v in pairs:
+        if k in obj:
+            obj.duplicates.append(k)
+        obj[k] = v
+    return obj
+
+
+def _type_name(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _utf8_problem(s: str) -> Optional[str]:
+    # JSON escapes such as "\ud800" decode to lone surrogates, which cannot be written back as UTF-8.
+    try:
+        s.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        return f"contains an unpaired surrogate escape (\\u{ord(s[e.start]):04x}) at character {e.start}"
+
+
+def read_prompt_document(path: str):
+    """Read and parse the JSON (size, UTF-8, syntax, top-level object). Field checks are separate."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise PromptFileError(f"prompt file {path} does not exist: create it with "
+                              f"`nnUNetv2_tevia_prompts init -d <dataset>` or point --prompts at the right file")
+    size = os.path.getsize(path)
+    if size > MAX_PROMPT_FILE_BYTES:
+        raise PromptFileError(f"prompt file {path} is {size / 2 ** 20:.0f} MiB, over the "
+                              f"{MAX_PROMPT_FILE_BYTES / 2 ** 20:.0f} MiB limit: is --prompts pointing at the "
+                              f"wrong file? A prompt file holds only JSON text")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        # utf-8-sig: Windows editors often prepend a BOM, which is harmless here.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise PromptFileError(f"prompt file {path} is not valid UTF-8: byte 0x{raw[e.start]:02x} at byte offset "
+                              f"{e.start} (line {line}): save the file with UTF-8 encoding") from None
+    try:
+        doc = json.loads(text, object_pairs_hook=_object_with_duplicates)
+    except json.JSONDecodeError as e:
+        raise PromptFileError(f"prompt file {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}: "
+                              f"fix the syntax there (a JSON linter shows it)") from None
+    except RecursionError:
+        raise PromptFileError(f"prompt file {path} is nested too deeply to be a prompt file: "
+                              f"see docs/prompt_format.md for the layout") from None
+    except ValueError as e:  # e.g. an integer literal with thousands of digits
+        raise PromptFileError(f"prompt file {path} cannot be parsed: {e}: fix the value") from None
+    if not isinstance(doc, dict):
+        raise PromptFileError(f"prompt file {path} holds {_type_name(doc)}, not a JSON object: "
+                              f"see docs/prompt_format.md for the layout, or run `nnUNetv2_tevia_prompts init`")
+    return doc
+
+
+def document_problems(doc: dict, path: str, *, allow_empty: bool = False) -> list:
+    """Every problem of a parsed prompt document, one message each, naming the file and the case."""
+    problems = []
+    if getattr(doc, "duplicates", None):
+        problems.append(f"{path}: top-level key {doc.duplicates[0]!r} appears more than once: keep one")
+    unknown = [k for k in doc if k not in TOP_LEVEL_KEYS]
+    if unknown:
+        problems.append(f"{path}: unknown top-level key(s) {', '.join(map(repr, unknown[:5]))}"
+                        f"{' ...' if len(unknown) > 5 else ''}: allowed are {', '.join(TOP_LEVEL_KEYS)} "
+                        f"(case texts belong inside \"cases\")")
+    if doc.get("format") != FORMAT:
+        what = "has no \"format\"" if "format" not in doc else f"has \"format\": {doc['format']!r}"
+        problems.append(f"{path} {what}; a TeViA prompt file needs \"format\": \"{FORMAT}\": "
+                        f"create one with `nnUNetv2_tevia_prompts init -d <dataset>`")
+    version = doc.get("version")
+    if type(version) is not int or version != VERSION:
+        if type(version) is int and version > VERSION:
+            problems.append(f"{path} has \"version\": {version}, written by a newer nnunetv2_tevia; this one reads "
+                            f"version {VERSION}: upgrade nnunetv2_tevia")
+        else:
+            what = "has no \"version\"" if "version" not in doc else f"has \"version\": {version!r}"
+            problems.append(f"{path} {what}: set \"version\": {VERSION}")
+
+    if "default" in doc:
+        default = doc["default"]
+        if not isinstance(default, str):
+            problems.append(f"{path}: \"default\" is {_type_name(default)}, not a string: write the text in quotes")
+        elif not allow_empty and not default.strip():
+            problems.append(f"{path}: \"default\" is empty: write the text for cases without a report, "
+                            f"or remove the key")
+        elif _utf8_problem(default):
+            problems.append(f"{path}: \"default\" {_utf8_problem(default)}: fix the text")
+
+    classes = doc.get("classes", {})
+    if not isinstance(classes, dict):
+        problems.append(f"{path}: \"classes\" is {_type_name(classes)}, not an object of label name -> description")
+    else:
+        for name in getattr(classes, "duplicates", []):
+            problems.append(f"{path}: class {name!r} appears more than once in \"classes\": keep one")
+        for name, desc in classes.items():
+            if not isinstance(desc, str):
+                problems.append(f"{path}: class {name!r}: description is {_type_name(desc)}, not a string: "
+                                f"write it in quotes")
+            elif _utf8_problem(name) or _utf8_problem(desc):
+                problems.append(f"{path}: class {name!r} {_utf8_problem(name) or _utf8_problem(desc)}: fix it")
+
+    if "cases" not in doc:
+        problems.append(f"{path} has no \"cases\" object: add \"cases\": {{}} (case id -> report text)")
+        return problems
+    cases = doc["cases"]
+    fallback = no_report_text(PromptFile(
+        path=None, cases={}, default=doc.get("default") if isinstance(doc.get("default"), str) else None,
+        classes={k: v for k, v in classes.items() if isinstance(v, str)} if isinstance(classes, dict) else {}))
+    if not isinstance(cases, dict):
+        problems.append(f"{path}: \"cases\" is {_type_name(cases)}, not an object of case id -> report text")
+        return problems
+    for cid in getattr(cases, "duplicates", []):
+        problems.append(f"{path}: case {cid!r} appears more than once in \"cases\": keep one text")
+    for cid, text in cases.items():
+        if not cid.strip():
+            problems.append(f"{path}: a case id in \"cases\" is empty: use the case id (image file name without "
+                            f"_0000 and file ending)")
+        elif _utf8_problem(cid):
+            problems.append(f"{path}: case id {cid!r} {_utf8_problem(cid)}: fix the id")
+        elif not isinstance(text, str):
+            problems.append(f"{path}: case {cid!r}: text is {_type_name(text)}, not a string: write the report "
+                            f"in quotes")
+        elif not text.strip():
+            if not allow_empty and not fallback:
+                problems.append(f"{path}: case {cid!r} has no text: write its report there, or set \"default\" "
+                                f"(the text for cases without a report)")
+        elif _utf8_problem(text):
+            problems.append(f"{path}: case {cid!r}: text {_utf8_problem(text)}: fix the text")
+    return problems
+
+
+def prompts_from_document(doc: dict, path: Optional[str]) -> PromptFile:
+    """Build a PromptFile from a document that passed :func:`document_problems`."""
+    return PromptFile(path=path, cases=dict(doc["cases"]), default=doc.get("default"),
+                      classes=dict(doc.get("classes", {})))
+
+
+def load_prompts(path, *, allow_empty: bool = False) -> PromptFile:
+    """Load and strictly check a prompt file. ``allow_empty`` accepts the "" placeholders of a template."""
+    path = os.fspath(path)
+    doc = read_prompt_document(path)
+    problems = document_problems(doc, path, allow_empty=allow_empty)
+    if problems:
+        more = f" (and {len(problems) - 1} more: {_FIX_VALIDATE})" if len(problems) > 1 else ""
+        raise PromptFileError(problems[0] + more)
+    return prompts_from_document(doc, path)
+
+
+def save_prompts(pf: PromptFile, path=None) -> str:
+    """Write atomically as UTF-8 JSON, case ids sorted so that diffs between versions stay readable."""
+    path = os.fspath(path) if path is not None else pf.path
+    if path is None:
+        raise ValueError("save_prompts needs a path: the PromptFile has none")
+    doc = {"format": FORMAT, "version": VERSION}
+    if pf.default is not None:
+        doc["default"] = pf.default
+    doc["classes"] = dict(pf.classes)
+    doc["cases"] = {k: pf.cases[k] for k in sorted(pf.cases)}
+    atomic_write_json(path, doc)
+    return path
+
+
+def no_report_text(pf: PromptFile) -> str:
+    """The text of every case without a report: "default", else a sentence from the class descriptions, else "".
+
+    This is the one place that decides it; embedding, training and inference all call it.
+    """
+    if pf.default is not None and pf.default.strip():
+        return pf.default
+    descriptions = [d.strip().rstrip(".").strip() for d in pf.classes.values() if isinstance(d, str)]
+    descriptions = [d for d in descriptions if d]
+    if descriptions:
+        return "No report. Possible findings: " + "; ".join(descriptions) + "."
+    return ""
+
+
+def default_prompt_path(dataset_name_or_id) -> str:
+    from nnunetv2_tevia.prompts.dataset_cases import dataset_folder
+
+    return os.path.join(dataset_folder(dataset_name_or_id), PROMPTS_FILENAME)
+
+
+def resolve_prompt_path(dataset_name_or_id, prompts_arg: Optional[str]) -> str:
+    if prompts_arg:
+        return os.path.abspath(os.fspath(prompts_arg))
+    return default_prompt_path(dataset_name_or_id)
+
+
+def text_for_case(pf: PromptFile, case_id: str, *, allow_no_report: bool = True) -> str:
+    text = pf.cases.get(case_id)
+    if isinstance(text, str) and text.strip():
+        return text
+    if allow_no_report:
+        fallback = no_report_text(pf)
+        if fallback:
+            return fallback
+    where = pf.path or "the prompt file"
+    if allow_no_report:
+        fix = (f"write its report under \"cases\" in {where} (or import a table with `nnUNetv2_tevia_prompts "
+               f"import`), or set \"default\" for cases without a report")
+    else:
+        fix = f"write its report under \"cases\" in {where}; a per-case report is required here"
+    raise MissingTextError(f"case {case_id!r} has no report text in {where}: {fix}")
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,312 @@
+"""The text-embedding cache of a dataset: reports are embedded once, the trainer and predictor read them.
+
+Layout (one sub-folder per encoder and max_tokens, so switching encoders never overwrites anything)::
+
+    $nnUNet_preprocessed/DatasetXXX_Name/tevia_text_cache/
+        active.json                      {"active": "<slug>"}
+        <slug>/manifest.json             encoder record, prompt file hash, case id -> text sha256
+        <slug>/texts/<sha256>.npz        features float16 [L, D], mask bool [L], n_tokens (one file per distinct text)
+
+Every record needed to tell whether the cache still matches the model and the prompt file is in the
+manifest; every problem is a TextCacheError that names the file and the command that fixes it.
+"""
+import json
+import os
+import re
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from nnunetv2_tevia.errors import TextCacheError
+from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
+
+CACHE_DIRNAME = "tevia_text_cache"
+MANIFEST = "manifest.json"
+ACTIVE = "active.json"
+TEXTS = "texts"
+FORMAT = "nnunetv2-tevia-text-cache"
+VERSION = 1
+RECORD_KEYS = ("encoder_spec", "clip_pretrained", "encoder_id", "revision", "max_tokens", "dim")
+# What must agree for cached features to be valid input of a trained network.
+COMPATIBILITY_KEYS = ("encoder_id", "revision", "dim", "max_tokens")
+
+
+def cache_slug(encoder_id: str, revision: str, max_tokens: int) -> str:
+    """Folder name of one (encoder, weights, max_tokens); the revision hash keeps two folders that
+    happen to share a basename (two local checkpoints called ``model``) apart."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder_id).strip("._") or "encoder"
+    return f"{safe[:80]}_{text_sha256(revision)[:8]}_L{int(max_tokens)}"
+
+
+def _dataset_name(dataset_name_or_id) -> str:
+    """DatasetXXX_Name from an id, a name or a folder, reading the nnU-Net paths at call time."""
+    s = os.fspath(dataset_name_or_id) if isinstance(dataset_name_or_id, os.PathLike) else str(dataset_name_or_id)
+    if os.path.isdir(s) and os.path.basename(os.path.normpath(s)).startswith("Dataset"):
+        return os.path.basename(os.path.normpath(s))
+    if s.startswith("Dataset"):
+        return s
+    try:
+        dataset_id = int(s)
+    except ValueError:
+        raise TextCacheError(f"{s!r} is neither a dataset id (e.g. 3) nor a name (e.g. Dataset003_Liver): "
+                             f"pass one of these to -d") from None
+    prefix = "Dataset%03d_" % dataset_id
+    for var in ("nnUNet_preprocessed", "nnUNet_raw"):
+        base = os.environ.get(var)
+        if base and os.path.isdir(base):
+            found = sorted(d for d in os.listdir(base) if d.startswith(prefix) and os.path.isdir(os.path.join(base, d)))
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise TextCacheError(f"dataset id {dataset_id} matches several folders in {base} "
+                                     f"({', '.join(found)}): pass the full name to -d")
+    raise TextCacheError(f"no dataset with id {dataset_id} in nnUNet_preprocessed or nnUNet_raw: check -d and "
+                         f"that both variables are exported")
+
+
+def dataset_cache_root(dataset_name_or_id) -> str:
+    pre = os.environ.get("nnUNet_preprocessed")
+    if not pre:
+        raise TextCacheError("nnUNet_preprocessed is not set, so the text cache cannot be found: "
+                             "export nnUNet_preprocessed=/path/to/nnUNet_preprocessed")
+    return os.path.join(pre, _dataset_name(dataset_name_or_id), CACHE_DIRNAME)
+
+
+def embed_command(dataset: str, record: Optional[dict] = None) -> str:
+    """The command that (re)builds a cache, for error messages."""
+    cmd = f"nnUNetv2_tevia_prompts embed -d {dataset}"
+    if record:
+        cmd += f" -e {record.get('encoder_spec') or 'default'}"
+        if record.get("clip_pretrained"):
+            cmd += f" --clip-pretrained {record['clip_pretrained']}"
+        if record.get("max_tokens"):
+            cmd += f" --max-tokens {record['max_tokens']}"
+    return f"`{cmd}`"
+
+
+def _dataset_of(folder: str) -> str:
+    # <preprocessed>/DatasetXXX_Name/tevia_text_cache/<slug>
+    return os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(folder)))) or "<dataset>"
+
+
+def _read_json(path: str, what_to_run: str):
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise TextCacheError(f"{path} is corrupt or truncated ({type(e).__name__}): re-run {what_to_run}, "
+                             f"which repairs it") from None
+
+
+def load_text_npz(path: str, max_tokens: int, dim: int) -> Tuple[np.ndarray, np.ndarray, int]:
+    """(features float16 [L, D], mask bool [L], n_tokens); ValueError/OSError if unreadable or misshapen."""
+    with np.load(path, allow_pickle=False) as z:
+        feats, mask = z["features"], z["mask"]
+        n_tokens = int(z["n_tokens"]) if "n_tokens" in z.files else int(mask.sum())
+    if feats.shape != (max_tokens, dim) or feats.dtype != np.float16 or mask.shape != (max_tokens,) \
+            or mask.dtype != bool:
+        raise ValueError(f"features {feats.shape} {feats.dtype} / mask {mask.shape} {mask.dtype}, expected "
+                         f"({max_tokens}, {dim}) float16 / ({max_tokens},) bool")
+    return feats, mask, n_tokens
+
+
+class TextCache:
+    def __init__(self, folder: str, manifest: dict):
+        self.folder = os.path.abspath(folder)
+        self.manifest = manifest
+        enc = manifest["encoder"]
+        self.encoder_spec: str = enc["encoder_spec"]
+        self.clip_pretrained: Optional[str] = enc.get("clip_pretrained")
+        self.encoder_id: str = enc["encoder_id"]
+        self.revision: str = enc["revision"]
+        self.max_tokens: int = int(enc["max_tokens"])
+        self.dim: int = int(enc["dim"])
+        self.no_report_text: str = manifest["no_report_text"]
+        self._cases: Dict[str, str] = manifest["cases"]
+        self.case_ids: List[str] = sorted(self._cases)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete"))
+
+    @property
+    def dataset(self) -> str:
+        return _dataset_of(self.folder)
+
+    def fix_command(self) -> str:
+        return embed_command(self.dataset, self.encoder_record())
+
+    @classmethod
+    def open(cls, folder: str) -> "TextCache":
+        path = os.path.join(folder, MANIFEST)
+        cmd = embed_command(_dataset_of(folder))
+        try:
+            manifest = _read_json(path, cmd)
+        except FileNotFoundError:
+            raise TextCacheError(f"no text cache manifest at {path}: run {cmd}") from None
+        problem = _manifest_problem(manifest)
+        if problem:
+            raise TextCacheError(f"{path} is not a valid text cache manifest ({problem}): re-run {cmd}, "
+                                 f"which rewrites it")
+        return cls(folder, manifest)
+
+    def encoder_record(self) -> dict:
+        return {k: self.manifest["encoder"].get(k) for k in RECORD_KEYS}
+
+    def has_case(self, case_id: str) -> bool:
+        return case_id in self._cases
+
+    def text_sha256(self, case_id: str) -> Optional[str]:
+        return self._cases.get(case_id)
+
+    def text_path(self, sha: str) -> str:
+        return os.path.join(self.folder, TEXTS, f"{sha}.npz")
+
+    def _load(self, sha: str, what: str) -> Tuple[np.ndarray, np.ndarray]:
+        path = self.text_path(sha)
+        if not os.path.isfile(path):
+            raise TextCacheError(f"{path} ({what}) is missing from the text cache: re-run {self.fix_command()}, "
+                                 f"which repairs it")
+        try:
+            feats, mask, _ = load_text_npz(path, self.max_tokens, self.dim)
+        except Exception as e:  # zip, pickle and shape errors all mean the same thing here
+            raise TextCacheError(f"{path} ({what}) is corrupt ({type(e).__name__}: {e}): re-run "
+                                 f"{self.fix_command()}, which recomputes it") from None
+        return feats, mask
+
+    def features(self, case_id: str) -> Tuple[np.ndarray, np.ndarray]:
+        sha = self._cases.get(case_id)
+        if sha is None:
+            raise TextCacheError(f"case {case_id!r} has no cached text in {os.path.join(self.folder, MANIFEST)}: "
+                                 f"write its report in the prompt file (or rely on the no-report text) and run "
+                                 f"{self.fix_command()}")
+        return self._load(sha, f"text of case {case_id!r}")
+
+    def no_report_features(self) -> Tuple[np.ndarray, np.ndarray]:
+        return self._load(self.manifest["no_report_sha256"], "the no-report text")
+
+    def stale_cases(self, pf) -> List[str]:
+        """Cases whose text was edited, added or removed in ``pf`` since embedding."""
+        current = {cid: text_sha256(t) for cid, t in pf.cases.items() if isinstance(t, str) and t.strip()}
+        changed = {cid for cid, sha in current.items() if self._cases.get(cid) != sha}
+        removed = set(self._cases) - set(current)
+        return sorted(changed | removed)
+
+    def no_report_stale(self, pf) -> bool:
+        return self.manifest["no_report_sha256"] != text_sha256(no_report_text(pf))
+
+    def check_up_to_date(self, pf) -> None:
+        """TextCacheError if the prompt file changed since embedding (texts would silently disagree)."""
+        stale = self.stale_cases(pf)
+        parts = []
+        if stale:
+            shown = ", ".join(repr(c) for c in stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+            parts.append(f"{len(stale)} case text(s) changed since embedding ({shown})")
+        if self.no_report_stale(pf):
+            parts.append("the no-report text changed")
+        if parts:
+            where = pf.path or "the prompt file"
+            raise TextCacheError(f"text cache {self.folder} is stale for {where}: {'; '.join(parts)}: run "
+                                 f"{self.fix_command()} (only the changed texts are recomputed)")
+
+
+def _manifest_problem(m) -> Optional[str]:
+    if not isinstance(m, dict):
+        return "not a JSON object"
+    if m.get("format") != FORMAT:
+        return f"format is {m.get('format')!r}, expected {FORMAT!r}"
+    if m.get("version") != VERSION:
+        return f"version {m.get('version')!r} is not supported (expected {VERSION})"
+    enc = m.get("encoder")
+    if not isinstance(enc, dict) or any(k not in enc for k in RECORD_KEYS):
+        return "encoder record incomplete"
+    if not isinstance(m.get("cases"), dict) or not isinstance(m.get("no_report_text"), str) \
+            or not isinstance(m.get("no_report_sha256"), str):
+        return "cases or no-report text missing"
+    return None
+
+
+def _describe(record: dict) -> str:
+    return (f"{record.get('encoder_id')} (revision {str(record.get('revision'))[:20]}, {record.get('dim')}-dim, "
+            f"{record.get('max_tokens')} tokens)")
+
+
+def record_mismatches(cache_record: dict, required: dict) -> List[str]:
+    return [k for k in COMPATIBILITY_KEYS if required.get(k) is not None and cache_record.get(k) != required.get(k)]
+
+
+def check_compatible(cache: TextCache, record: dict) -> None:
+    """TextCacheError if the cached features were not made by the encoder ``record`` (from a checkpoint
+    or the plans) describes: the network's text projection expects exactly that encoder's features."""
+    diffs = record_mismatches(cache.encoder_record(), record)
+    if diffs:
+        raise TextCacheError(f"text cache {cache.folder} was made by {_describe(cache.encoder_record())} but the "
+                             f"model needs {_describe(record)} (differs in {', '.join(diffs)}): run "
+                             f"{embed_command(cache.dataset, record)}")
+
+
+def _list_caches(root: str) -> List[str]:
+    if not os.path.isdir(root):
+        return []
+    return sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, MANIFEST)))
+
+
+def read_active(root: str) -> Optional[str]:
+    path = os.path.join(root, ACTIVE)
+    try:
+        doc = _read_json(path, embed_command(os.path.basename(os.path.dirname(root))))
+    except FileNotFoundError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("active"), str):
+        raise TextCacheError(f"{path} does not name an active cache: re-run "
+                             f"{embed_command(os.path.basename(os.path.dirname(root)))}, which rewrites it")
+    return doc["active"]
+
+
+def _open_complete(folder: str) -> TextCache:
+    cache = TextCache.open(folder)
+    if not cache.complete:
+        raise TextCacheError(f"embedding into {folder} was interrupted before it finished: re-run "
+                             f"{cache.fix_command()}, which completes it")
+    return cache
+
+
+def load_active_cache(dataset_name_or_id) -> TextCache:
+    root = dataset_cache_root(dataset_name_or_id)
+    dataset = os.path.basename(os.path.dirname(root))
+    caches = _list_caches(root)
+    if not caches:
+        raise TextCacheError(f"no text cache for {dataset} in {root}: run {embed_command(dataset_name_or_id)} "
+                             f"(after `nnUNetv2_tevia_plan_and_preprocess` or `nnUNetv2_plan_and_preprocess`)")
+    active = read_active(root)
+    if active is None:
+        if len(caches) > 1:
+            raise TextCacheError(f"{root} holds several text caches ({', '.join(caches)}) and {ACTIVE} names none: "
+                                 f"re-run {embed_command(dataset_name_or_id)} with the -e you want; it marks "
+                                 f"that one active")
+        active = caches[0]
+    folder = os.path.join(root, active)
+    if not os.path.isdir(folder):
+        raise TextCacheError(f"{os.path.join(root, ACTIVE)} names {active!r}, which does not exist in {root}: run "
+                             f"{embed_command(dataset_name_or_id)}")
+    return _open_complete(folder)
+
+
+def load_cache_for_record(dataset_name_or_id, record: dict) -> TextCache:
+    """The cache made by the encoder ``record`` describes: the active one if it matches, else any other.
+
+    The predictor uses this: a model trained with encoder A still works after someone embedded with B.
+    """
+    root = dataset_cache_root(dataset_name_or_id)
+    active = read_active(root) if os.path.isdir(root) else None
+    for slug in sorted(_list_caches(root), key=lambda s: s != active):
+        try:
+            cache = TextCache.open(os.path.join(root, slug))
+        except TextCacheError:
+            continue
+        if cache.complete and not record_mismatches(cache.encoder_record(), record):
+            return cache
+    raise TextCacheError(f"no complete text cache in {root} was made by {_describe(record)}: run "
+                         f"{embed_command(dataset_name_or_id, record)}")

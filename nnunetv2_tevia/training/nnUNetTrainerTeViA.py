@@ -1,0 +1,290 @@
+"""nnUNetTrainerTeViA: nnU-Net's trainer with a text-guided decoder, the alignment loss and the prototype.
+
+Everything that is not about text is nnU-Net's own: planning, data loading, losses, schedules,
+sliding-window validation, checkpoints. Hyperparameters are attributes, as in nnU-Net; variants in
+``variants/`` change one or two of them.
+"""
+import os
+from typing import List, Optional
+
+import numpy as np
+import torch
+from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.collate_outputs import collate_outputs
+from nnunetv2.utilities.helpers import dummy_context
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import autocast, nn
+from torch import distributed as dist
+from torch._dynamo import OptimizedModule
+
+from nnunetv2_tevia.errors import TeViAError, TextCacheError
+from nnunetv2_tevia.model.alignment import (alignment_loss, foreground_mask, foreground_vectors,
+                                            stage_text_vectors)
+from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
+from nnunetv2_tevia.model.prototype import all_reduce_sum_count, foreground_sum_count
+from nnunetv2_tevia.model.tevia_network import TeViANetwork
+from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable
+from nnunetv2_tevia.training.text_aware_dataset import with_load_case_callback
+from nnunetv2_tevia.training.tevia_logger import TEVIA_KEYS, TeViALocalLogger
+
+ALLOW_NO_REPORT_ENV = "NNUNETV2_TEVIA_ALLOW_NO_REPORT"
+
+
+def unwrap(network: nn.Module) -> TeViANetwork:
+    """The TeViANetwork inside DDP and torch.compile wrappers."""
+    if isinstance(network, nn.parallel.DistributedDataParallel):
+        network = network.module
+    if isinstance(network, OptimizedModule):
+        network = network._orig_mod
+    return network
+
+
+class nnUNetTrainerTeViA(nnUNetTrainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_guided_stages = 3
+        self.alignment_weight = 0.1
+        self.use_alignment = True
+        self.use_prototype = True
+        self.prototype_momentum = 0.99
+        self.prototype_warmup_epoch: Optional[int] = None  # None: 10% of num_epochs
+        self.use_case_text = True        # False: every case gets the no-report text (_noText)
+        self.text_dropout = 0.0          # probability of training a case on the no-report text
+        # Reports name sides and zones; mirroring and large rotations would pair a flipped image with
+        # unflipped text. False restores nnU-Net's full augmentation and test-time mirroring.
+        self.location_safe_augmentation = True
+        self.max_rotation_degrees = 15.0
+
+        self.text_table: Optional[CaseTextTable] = None
+        self.logger.local_logger = TeViALocalLogger()
+
+    @property
+    def warmup_epoch(self) -> int:
+        if self.prototype_warmup_epoch is not None:
+            return self.prototype_warmup_epoch
+        return int(0.1 * self.num_epochs)
+
+    # ------------------------------------------------------------------ network
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager,
+                                   configuration_manager: ConfigurationManager,
+                                   num_input_channels: int,
+                                   num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        """The plans' own network (PlainConvUNet, ResidualEncoderUNet), wrapped with TeViA's guided stages.
+
+        The text settings come from ``plans["tevia"]``, which the trainer writes into the results folder's
+        plans.json; that is how the predictor rebuilds the same network.
+        """
+        if PLANS_KEY not in plans_manager.plans:
+            raise TextCacheError(
+                "these plans have no 'tevia' section, so the text-guided network cannot be built. In training it "
+                "is added from the active text cache (run nnUNetv2_tevia_prompts embed -d DATASET first); at "
+                "inference, use a model folder whose plans.json was written by nnUNetTrainerTeViA")
+        base = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                        num_output_channels, enable_deep_supervision)
+        config = TeViAConfig.from_dict(plans_manager.plans[PLANS_KEY])
+        network = TeViANetwork(base, config)
+        network.allow_no_report = (config.text_dropout > 0 or not config.case_text
+                                   or os.environ.get(ALLOW_NO_REPORT_ENV, "0").lower() in ("1", "true"))
+        return network
+
+    def initialize(self):
+        if not self.was_initialized:
+            try:
+                self._prepare_text()
+            except TeViAError as e:
+                self.print_to_log_file(f"ERROR: {e}")
+                raise SystemExit(f"error: {e}") from None
+        super().initialize()
+        net = unwrap(self.network)
+        features, mask = self.text_table.features[NO_REPORT_ROW], self.text_table.masks[NO_REPORT_ROW]
+        net.set_no_report_text(features.float(), mask)
+
+    def _prepare_text(self):
+        """Load the dataset's active text cache, check it, and record the text settings in the plans."""
+        from nnunetv2_tevia.prompts.prompt_file import load_prompts
+        from nnunetv2_tevia.text.cache import load_active_cache
+
+        dataset = self.plans_manager.dataset_name
+        cache = load_active_cache(dataset)
+        prompt_file = cache.manifest.get("prompt_file", "")
+        if prompt_file and os.path.isfile(prompt_file):
+            stale = cache.stale_cases(load_prompts(prompt_file))
+            if stale:
+                shown = ", ".join(stale[:10]) + (f" ... and {len(stale) - 10} more" if len(stale) > 10 else "")
+                raise TextCacheError(
+                    f"the text cache {cache.folder} is stale: {len(stale)} case(s) changed in {prompt_file} after "
+                    f"embedding ({shown}). Run: nnUNetv2_tevia_prompts embed -d {dataset} "
+                    f"-e {cache.encoder_spec}")
+        else:
+            self.print_to_log_file(f"WARNING: the prompt file {prompt_file!r} recorded in the text cache is not "
+                                   f"here; the cached embeddings are used as they are")
+        case_ids = infer_dataset_class(self.preprocessed_dataset_folder).get_identifiers(
+            self.preprocessed_dataset_folder)
+        no_report_allowed = bool(cache.no_report_text) or self.text_dropout > 0 or not self.use_case_text
+        self.text_table = CaseTextTable.from_cache(cache, case_ids if self.use_case_text else [],
+                                                   no_report_allowed, dataset, prompt_file)
+        if not self.use_case_text:
+            self.text_table.rows = {k: NO_REPORT_ROW for k in case_ids}
+        self.text_table.to(self.device)
+
+        n_decoder_stages = self.configuration_manager.network_arch_init_kwargs["n_stages"] - 1
+        num_stages = min(self.num_guided_stages, n_decoder_stages)
+        config = TeViAConfig(text_tokens=cache.max_tokens, text_dim=cache.dim, num_guided_stages=num_stages,
+                             encoder=cache.encoder_record(), no_report_text=cache.no_report_text,
+                             text_dropout=self.text_dropout, case_text=self.use_case_text)
+        config.slots = config.resolved_slots(num_stages)
+        # the same dict object is saved as plans.json and, through init_args, in every checkpoint
+        self.plans_manager.plans[PLANS_KEY] = config.to_dict()
+        self.print_to_log_file(f"TeViA text: {cache.encoder_id} ({cache.revision}), {cache.max_tokens} tokens x "
+                               f"{cache.dim} dims, {num_stages} guided stages with slots {config.slots}; "
+                               f"cache {cache.folder}")
+
+    # ------------------------------------------------------------------ augmentation
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, mirror_axes = \
+            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        if not self.location_safe_augmentation:
+            return rotation, dummy_2d, initial_patch_size, mirror_axes
+        limit = np.deg2rad(self.max_rotation_degrees)
+        rotation = (max(rotation[0], -limit), min(rotation[1], limit))
+        patch_size = self.configuration_manager.patch_size
+        dim = len(patch_size)
+        initial_patch_size = get_patch_size(patch_size[-dim:], rotation, rotation, rotation, (0.85, 1.25))
+        if dummy_2d:
+            initial_patch_size[0] = patch_size[0]
+        self.inference_allowed_mirroring_axes = None
+        self.print_to_log_file(f"TeViA location-safe augmentation: no mirroring, rotation within "
+                               f"+-{self.max_rotation_degrees} degrees")
+        return rotation, dummy_2d, initial_patch_size, None
+
+    # ------------------------------------------------------------------ text per batch
+    def _batch_text(self, keys, training: bool):
+        rows = self.text_table.row_indices(keys)
+        if training and self.text_dropout > 0:
+            drop = np.random.random_sample(len(rows)) < self.text_dropout
+            rows = [NO_REPORT_ROW if d else r for r, d in zip(rows, drop)]
+        return self.text_table.lookup(rows)
+
+    def _set_case_text(self, case_id: str) -> None:
+        features, mask = self.text_table.lookup(self.text_table.row_indices([case_id]))
+        unwrap(self.network).set_text(features, mask)
+
+    # ------------------------------------------------------------------ steps
+    def train_step(self, batch: dict) -> dict:
+        data = batch['data'].to(self.device, non_blocking=True)
+        target = batch['target']
+        target = [i.to(self.device, non_blocking=True) for i in target] if isinstance(target, list) \
+            else target.to(self.device, non_blocking=True)
+        text, text_mask = self._batch_text(batch['keys'], training=True)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context():
+            output, aux = self.network(data, text, text_mask, return_aux=True)
+            seg_loss = self.loss(output, target)
+            vectors, valid = self._foreground_vectors(aux["features"], target)
+            align = alignment_loss(stage_text_vectors(aux["projected_text"]), vectors, valid)
+            total = seg_loss + self.alignment_weight * align if self.use_alignment else seg_loss
+
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(total).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.optimizer.step()
+        if self.use_prototype:
+            self._update_prototypes(vectors, valid)
+        return {'loss': total.detach().cpu().numpy(), 'alignment_loss': align.detach().cpu().numpy()}
+
+    def _foreground_vectors(self, features: torch.Tensor, target) -> tuple:
+        full_res = target[0] if isinstance(target, list) else target
+        fg = foreground_mask(full_res, self.label_manager.has_regions, self.label_manager.ignore_label)
+        stages = unwrap(self.network).guided_stages
+        pairs = [foreground_vectors(features, fg, s.channels) for s in stages]
+        return [p[0] for p in pairs], pairs[0][1]
+
+    @torch.no_grad()
+    def _update_prototypes(self, vectors: List[torch.Tensor], valid: torch.Tensor) -> None:
+        """Training steps only. Every rank reaches the all-reduce, also with an empty batch foreground."""
+        accumulate = self.current_epoch >= self.warmup_epoch
+        for stage, v in zip(unwrap(self.network).guided_stages, vectors):
+            total, count = all_reduce_sum_count(*foreground_sum_count(v, valid))
+            if bool(stage.prototype_active):
+                stage.momentum_step(total, count, self.prototype_momentum)
+            elif accumulate:
+                stage.accumulate_prototype(total, count)
+
+    def validation_step(self, batch: dict) -> dict:
+        # nnU-Net's validation step calls network(data); the batch's text is set on the network around it
+        text, text_mask = self._batch_text(batch['keys'], training=False)
+        net = unwrap(self.network)
+        net.set_text(text, text_mask)
+        try:
+            return super().validation_step(batch)
+        finally:
+            net.clear_text()
+
+    def on_train_epoch_end(self, train_outputs: List[dict]):
+        super().on_train_epoch_end(train_outputs)
+        align = collate_outputs(train_outputs)['alignment_loss']
+        if self.is_ddp:
+            gathered = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, align)
+            align = np.concatenate([np.atleast_1d(a) for a in gathered])
+        stages = unwrap(self.network).guided_stages
+        if self.use_prototype and self.current_epoch >= self.warmup_epoch:
+            for s in stages:
+                if not bool(s.prototype_active) and s.activate_prototype():
+                    self.print_to_log_file(f"prototype of a {s.channels}-channel guided stage activated "
+                                           f"(mean of {int(s.prototype_count)} foreground samples)")
+        active = sum(bool(s.prototype_active) for s in stages)
+        self.logger.log('alignment_losses', float(np.mean(align)), self.current_epoch)
+        self.logger.log('prototype_active_stages', active, self.current_epoch)
+        self.print_to_log_file(f"alignment_loss {np.round(np.mean(align), 4)}, active prototypes {active}/"
+                               f"{len(stages)}")
+
+    # ------------------------------------------------------------------ checkpoints and validation
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, written to a temporary file and renamed, so a crash never leaves half a file."""
+        tmp = f"{filename}.tmp-{os.getpid()}"
+        super().save_checkpoint(tmp)
+        if os.path.isfile(tmp):
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, filename)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        if isinstance(filename_or_checkpoint, str):
+            checkpoint = torch.load(filename_or_checkpoint, map_location=self.device, weights_only=False)
+        else:
+            checkpoint = filename_or_checkpoint
+        saved = checkpoint.get('init_args', {}).get('plans', {}).get(PLANS_KEY)
+        if saved is not None and not self.was_initialized:
+            self.initialize()
+        if saved is not None:
+            mine = self.plans_manager.plans[PLANS_KEY]
+            for k in ("text_tokens", "text_dim", "slots"):
+                if saved.get(k) != mine.get(k):
+                    raise SystemExit(
+                        f"error: the checkpoint was trained with text {k}={saved.get(k)}, but the active text cache "
+                        f"gives {mine.get(k)} (encoder {mine['encoder'].get('encoder_id')}). Re-embed with the "
+                        f"checkpoint's encoder: nnUNetv2_tevia_prompts embed -d {self.plans_manager.dataset_name} "
+                        f"-e {saved['encoder'].get('encoder_spec')} --max-tokens {saved.get('text_tokens')}")
+        super().load_checkpoint(checkpoint)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        original = self.dataset_class
+        self.dataset_class = with_load_case_callback(original, self._set_case_text)
+        try:
+            super().perform_actual_validation(save_probabilities)
+        finally:
+            self.dataset_class = original
+            unwrap(self.network).clear_text()

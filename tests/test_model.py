@@ -1,0 +1,197 @@
+"""The guided network, the alignment loss and the prototype maths, on tiny CPU shapes."""
+import math
+
+import pytest
+import torch
+from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
+
+from nnunetv2_tevia.errors import MissingTextError
+from nnunetv2_tevia.model.alignment import (alignment_grid, alignment_loss, foreground_mask, foreground_vectors,
+                                            stage_text_vectors)
+from nnunetv2_tevia.model.config import TeViAConfig, default_slot_counts
+from nnunetv2_tevia.model.guided_stage import GuidedStage
+from nnunetv2_tevia.model.prototype import foreground_sum_count, minmax_normalise, momentum_update
+from nnunetv2_tevia.model.tevia_network import TeViANetwork
+
+L, D = 8, 16
+
+
+def make_base(kind: str, dim: int):
+    conv = torch.nn.Conv2d if dim == 2 else torch.nn.Conv3d
+    norm = torch.nn.InstanceNorm2d if dim == 2 else torch.nn.InstanceNorm3d
+    common = dict(input_channels=1, n_stages=5, features_per_stage=(4, 8, 16, 16, 24), conv_op=conv,
+                  kernel_sizes=3, strides=(1, 2, 2, 2, 2), num_classes=3, n_conv_per_stage_decoder=1,
+                  conv_bias=True, norm_op=norm, norm_op_kwargs={"affine": True}, nonlin=torch.nn.LeakyReLU,
+                  deep_supervision=True)
+    if kind == "plain":
+        return PlainConvUNet(n_conv_per_stage=1, **common)
+    return ResidualEncoderUNet(n_blocks_per_stage=1, **common)
+
+
+def make_net(kind="plain", dim=2, **cfg):
+    torch.manual_seed(0)
+    base = make_base(kind, dim)
+    return base, TeViANetwork(base, TeViAConfig(text_tokens=L, text_dim=D, **cfg))
+
+
+def rand_text(b):
+    mask = torch.ones(b, L, dtype=torch.bool)
+    mask[:, 5:] = False
+    return torch.randn(b, L, D), mask
+
+
+@pytest.mark.parametrize("kind", ["plain", "resenc"])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_forward_shapes_and_state_dict_superset(kind, dim):
+    base, net = make_net(kind, dim)
+    plain = {k: v.shape for k, v in base.state_dict().items()}
+    mine = net.state_dict()
+    assert all(k in mine and mine[k].shape == s for k, s in plain.items())
+    extra = set(mine) - set(plain)
+    assert extra and all(k.startswith(("guidance.", "no_report_text_")) for k in extra)
+    assert sum("prototype" in k for k in mine) == 4 * 3  # 4 buffers per guided stage
+
+    x = torch.randn(2, 1, *([32] * dim))
+    text, mask = rand_text(2)
+    out, aux = net(x, text, mask, return_aux=True)
+    assert [o.shape[2:] for o in out] == [torch.Size([32 // 2 ** i] * dim) for i in range(4)]
+    assert aux["features"].shape == (2, 4, *([32] * dim))
+    assert [t.shape for t in aux["projected_text"]] == [(2, 8, 24), (2, 4, 16), (2, 3, 16)]
+    net.decoder.deep_supervision = False
+    assert net(x, text, mask).shape == (2, 3, *([32] * dim))
+
+
+def test_guided_stages_capped_by_decoder_depth():
+    _, net = make_net(num_guided_stages=10)
+    assert len(net.guidance) == 4
+    assert default_slot_counts(24, 5) == [24, 12, 9, 4, 2]
+
+
+def test_text_changes_output_and_padding_is_ignored():
+    _, net = make_net()
+    net.eval()
+    for g in net.guidance:  # make the cross-attention matter at init
+        g.scale.data.fill_(1.0)
+    x = torch.randn(1, 1, 32, 32)
+    text, mask = rand_text(1)
+    a = net(x, text, mask)[0]
+    b = net(x, torch.randn_like(text), mask)[0]
+    assert not torch.allclose(a, b)
+    padded = text.clone()
+    padded[:, 5:] = 1e3  # garbage in padding positions must not matter
+    assert torch.allclose(a, net(x, padded, mask)[0], atol=1e-5)
+
+
+def test_missing_text_refused_unless_allowed():
+    _, net = make_net()
+    net.decoder.deep_supervision = False
+    x = torch.randn(1, 1, 32, 32)
+    with pytest.raises(MissingTextError, match="nnUNetv2_tevia_predict"):
+        net(x)
+    net.allow_no_report = True
+    assert net(x).shape == (1, 3, 32, 32)
+    text, mask = rand_text(1)
+    net.set_text(text[0], mask[0])
+    y = net(torch.randn(3, 1, 32, 32))  # one case's text for a batch of its tiles
+    assert y.shape[0] == 3
+    # the current case's text is not state: reloading weights (as the predictor does per fold) keeps it
+    assert not any(v.shape == text[0].shape and torch.equal(v, text[0]) for v in net.state_dict().values())
+    net.load_state_dict(make_net()[1].state_dict())
+    assert torch.equal(net._text[0][0], text[0])
+
+
+def test_alignment_grid_matches_reference():
+    assert alignment_grid(768, 2) == (16, 3)
+    assert alignment_grid(384, 2) == (8, 6)
+    assert alignment_grid(192, 2) == (8, 3)
+    assert alignment_grid(320, 3) == (4, 5)
+    assert alignment_grid(7, 2) == (1, 7)
+
+
+def test_foreground_mask_labels_regions_ignore():
+    t = torch.tensor([[[[0, 1, 2, 3]]]])  # label 3 = ignore
+    assert foreground_mask(t, False, 3).flatten().tolist() == [0, 1, 1, 0]
+    assert foreground_mask(t, False, None).flatten().tolist() == [0, 1, 1, 1]
+    regions = torch.tensor([[[[0, 1, 1, 0]], [[0, 0, 1, 1]], [[0, 0, 0, 1]]]])  # last channel: ignore
+    assert foreground_mask(regions, True, 9).flatten().tolist() == [0, 1, 1, 0]
+
+
+def test_foreground_vectors_exact_and_empty_excluded():
+    feats = torch.arange(2 * 2 * 4 * 4, dtype=torch.float32).reshape(2, 2, 4, 4)
+    fg = torch.zeros(2, 1, 4, 4)
+    fg[0, 0, :2, :2] = 1  # sample 0: upper-left quadrant; sample 1: empty
+    vec, valid = foreground_vectors(feats, fg, channels=8)  # grid 2x2, 2 channels
+    assert valid.tolist() == [True, False]
+    # cell (0,0) of sample 0: mean over the 2x2 block of each channel; other cells are 0
+    ch0 = feats[0, 0, :2, :2].mean()
+    ch1 = feats[0, 1, :2, :2].mean()
+    assert torch.allclose(vec[0, :2], torch.stack([ch0, ch1]))
+    assert torch.count_nonzero(vec[0, 2:]) == 0 and torch.count_nonzero(vec[1]) == 0
+
+
+def test_alignment_loss_values_and_empty_batch():
+    t = [torch.tensor([[1.0, 0.0], [0.0, 1.0]])]
+    v = [torch.tensor([[1.0, 0.0], [1.0, 0.0]])]
+    assert math.isclose(alignment_loss(t, v, torch.tensor([True, True])).item(), 0.5)
+    assert math.isclose(alignment_loss(t, v, torch.tensor([True, False])).item(), 0.0)
+    assert alignment_loss(t, v, torch.tensor([False, False])).item() == 0.0
+
+
+def test_alignment_gradient_reaches_only_text_projections_and_prompts():
+    _, net = make_net()
+    x = torch.randn(2, 1, 32, 32)
+    text, mask = rand_text(2)
+    _, aux = net(x, text, mask, return_aux=True)
+    fg = torch.zeros(2, 1, 32, 32)
+    fg[:, :, 4:12, 4:12] = 1
+    vecs = [foreground_vectors(aux["features"], fg, g.channels)[0] for g in net.guidance]
+    for g in net.guidance:  # a non-zero prompt so that its gradient is not trivially zero through t * P
+        g.text_projection.prompt.data.normal_()
+    _, aux = net(x, text, mask, return_aux=True)
+    loss = alignment_loss(stage_text_vectors(aux["projected_text"]), vecs, torch.tensor([True, True]))
+    loss.backward()
+    for name, p in net.named_parameters():
+        has_grad = p.grad is not None and p.grad.abs().sum() > 0
+        assert has_grad == (".text_projection." in name), name
+
+
+def test_prototype_mean_then_momentum_exact():
+    stage = GuidedStage(channels=4, text_tokens=L, text_dim=D, slots=2)
+    v1 = torch.tensor([[1.0, 2, 3, 4], [3, 2, 1, 0], [9, 9, 9, 9]])
+    valid1 = torch.tensor([True, True, False])  # third sample has no foreground
+    stage.accumulate_prototype(*foreground_sum_count(v1, valid1))
+    stage.accumulate_prototype(*foreground_sum_count(torch.tensor([[2.0, 2, 2, 2]]), torch.tensor([True])))
+    assert not stage.prototype_active
+    assert stage.activate_prototype()
+    assert torch.allclose(stage.prototype, torch.tensor([2.0, 2, 2, 2]))  # (1+3+2)/3, ...
+    stage.momentum_step(*foreground_sum_count(torch.tensor([[12.0, 2, 2, 2]]), torch.tensor([True])), 0.99)
+    assert torch.allclose(stage.prototype, torch.tensor([2.1, 2, 2, 2]))
+    before = stage.prototype.clone()
+    stage.momentum_step(*foreground_sum_count(torch.zeros(2, 4), torch.tensor([False, False])), 0.99)
+    assert torch.equal(before, stage.prototype)  # an all-empty batch changes nothing
+    assert torch.allclose(momentum_update(torch.ones(2), torch.zeros(2), 0.9), torch.full((2,), 0.9))
+    assert torch.allclose(minmax_normalise(torch.tensor([1.0, 3.0, 2.0])), torch.tensor([0.0, 1.0, 0.5]))
+
+
+def test_no_foreground_epoch_does_not_activate():
+    stage = GuidedStage(channels=4, text_tokens=L, text_dim=D, slots=2)
+    assert not stage.activate_prototype()
+    assert not stage.prototype_active
+
+
+def test_prototype_modulates_self_attention_and_roundtrips():
+    _, net = make_net()
+    net.eval()
+    x = torch.randn(1, 1, 32, 32)
+    text, mask = rand_text(1)
+    a = net(x, text, mask)[0]
+    for g in net.guidance:
+        g.prototype.copy_(torch.linspace(-1, 1, g.channels))
+        g.prototype_active.fill_(True)
+    b = net(x, text, mask)[0]
+    assert not torch.allclose(a, b)
+    _, fresh = make_net()
+    fresh.eval()
+    fresh.load_state_dict(net.state_dict())
+    assert torch.allclose(fresh(x, text, mask)[0], b)
+    assert all(bool(g.prototype_active) for g in fresh.guidance)
