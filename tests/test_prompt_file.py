@@ -8,7 +8,9 @@ import pytest
 
 from nnunetv2_tevia.errors import MissingTextError, PromptFileError
 from nnunetv2_tevia.prompts import prompt_file
-from nnunetv2_tevia.prompts.dataset_cases import dataset_folder, label_names, test_case_ids, training_case_ids
+# Aliased: pytest would collect a module-level name starting with test_.
+from nnunetv2_tevia.prompts.dataset_cases import dataset_folder, label_names, training_case_ids
+from nnunetv2_tevia.prompts.dataset_cases import test_case_ids as imagests_case_ids
 from nnunetv2_tevia.prompts.prompt_file import (FORMAT, PROMPTS_FILENAME, VERSION, PromptFile, default_prompt_path,
                                                 load_prompts, no_report_text, resolve_prompt_path, save_prompts,
                                                 text_for_case, text_sha256)
@@ -107,7 +109,7 @@ def test_non_utf8_names_byte_offset(tmp_path):
     ({"default": 5}, r'"default" is a number'),
     ({"default": " "}, r'"default" is empty'),
     ({"classes": {"lesion": ["x"]}}, r"class 'lesion': description is a list"),
-    ({"classes": "lesion"}, r'"classes" is str'),
+    ({"classes": "lesion"}, r'"classes" is a string, not an object'),
     ({"extra": 1, "covid_1": "x"}, r"unknown top-level key\(s\) 'extra', 'covid_1'.*inside \"cases\""),
 ])
 def test_field_errors_name_file_and_case(tmp_path, override, expected):
@@ -207,11 +209,11 @@ def test_case_ids_png_and_multichannel_nifti(tmp_path):
     (png / "imagesTr" / "notes.png").touch()  # no channel suffix: not a case
     (png / "imagesTr" / "readme.txt").touch()
     assert training_case_ids(str(png)) == ["covid_10", "covid_2"]
-    assert test_case_ids(str(png)) == ["t1"]
+    assert imagests_case_ids(str(png)) == ["t1"]
     nii = make_raw_dataset(tmp_path, "Dataset002_N", train=("case_00000", "case_00001"), file_ending=".nii.gz",
                            n_channels=4)
     assert training_case_ids(str(nii)) == ["case_00000", "case_00001"]
-    assert test_case_ids(str(nii)) == []
+    assert imagests_case_ids(str(nii)) == []
 
 
 def test_case_ids_from_dataset_key(tmp_path):

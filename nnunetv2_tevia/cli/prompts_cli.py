@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nnUNetv2_tevia_prompts",
         description="Create, fill and check a dataset's TeViA prompt file (tevia_prompts.json). "
                     "See docs/prompt_format.md.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{init,import,validate,...}")
+    sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", help="write a template listing every case of imagesTr and imagesTs")
     _add_common(p)

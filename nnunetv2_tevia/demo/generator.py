@@ -137,9 +137,9 @@ def format_report(target_zones: list[str], rng: np.random.Generator) -> str:
     return template(zones, _NOUNS[int(rng.integers(len(_NOUNS)))])
 
 
-def _case_rng(seed: int, split: str, index: int, purpose: int = 0) -> np.random.Generator:
+def _case_rng(seed: int, split: str, index: int) -> np.random.Generator:
     # Each case gets its own stream, so a case does not change when num_train or num_test changes.
-    return np.random.default_rng([seed, {"train": 0, "test": 1}[split], index, purpose])
+    return np.random.default_rng([seed, {"train": 0, "test": 1}[split], index])
 
 
 def _draw_lesions(rng: np.random.Generator, size: int, three_d: bool) -> list[dict]:

@@ -10,6 +10,7 @@ writes) gets the no-report text (:func:`no_report_text`). Where the file has no 
 placeholder is an error outside of template editing (``allow_empty``), so a forgotten report is caught
 when the file is loaded rather than when its case is first needed.
 """
+import codecs
 import hashlib
 import json
 import os
@@ -64,6 +65,8 @@ def _type_name(value) -> str:
         return "a list"
     if isinstance(value, dict):
         return "an object"
+    if isinstance(value, str):
+        return "a string"
     return type(value).__name__
 
 
@@ -74,6 +77,18 @@ def _utf8_problem(s: str) -> Optional[str]:
         return None
     except UnicodeEncodeError as e:
         return f"contains an unpaired surrogate escape (\\u{ord(s[e.start]):04x}) at character {e.start}"
+
+
+def decode_utf8(raw: bytes, what: str, fix: str) -> str:
+    """Decode UTF-8, tolerating the BOM that Windows editors and Excel prepend; errors give the byte offset."""
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        offset = bom + e.start
+        line = raw.count(b"\n", 0, offset) + 1
+        raise PromptFileError(f"{what} is not valid UTF-8: byte 0x{raw[offset]:02x} at byte offset {offset} "
+                              f"(line {line}): {fix}") from None
 
 
 def read_prompt_document(path: str):
@@ -89,13 +104,7 @@ def read_prompt_document(path: str):
                               f"wrong file? A prompt file holds only JSON text")
     with open(path, "rb") as f:
         raw = f.read()
-    try:
-        # utf-8-sig: Windows editors often prepend a BOM, which is harmless here.
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise PromptFileError(f"prompt file {path} is not valid UTF-8: byte 0x{raw[e.start]:02x} at byte offset "
-                              f"{e.start} (line {line}): save the file with UTF-8 encoding") from None
+    text = decode_utf8(raw, f"prompt file {path}", "save the file with UTF-8 encoding")
     try:
         doc = json.loads(text, object_pairs_hook=_object_with_duplicates)
     except json.JSONDecodeError as e:

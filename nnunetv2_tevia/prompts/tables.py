@@ -4,13 +4,13 @@ LViT-style tables (QaTa-COV19, MosMedData+) key each row by the *mask* file name
 (``mask_covid_1.png``) while the image is ``covid_1.png``; both styles, and plain case ids, match.
 """
 import csv
-import datetime
 import io
 import os
 import re
 from typing import Optional
 
 from nnunetv2_tevia.errors import PromptFileError
+from nnunetv2_tevia.prompts.prompt_file import decode_utf8
 
 MAX_TABLE_BYTES = 256 * 1024 * 1024
 _EXCEL_SUFFIXES = (".xlsx", ".xlsm")
@@ -38,12 +38,7 @@ def _id_cell(value):
 
 
 def _rows_from_csv(path: str, raw: bytes, required: tuple):
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise PromptFileError(f"table {path} is not valid UTF-8: byte 0x{raw[e.start]:02x} at byte offset {e.start} "
-                              f"(line {line}): in Excel use File > Save As > 'CSV UTF-8', or save as .xlsx") from None
+    text = decode_utf8(raw, f"table {path}", "in Excel use File > Save As > 'CSV UTF-8', or save as .xlsx")
     rows = None
     for delimiter in _CSV_DELIMITERS:
         try:
@@ -122,8 +117,7 @@ def read_text_table(path, id_column: str = "Image", text_column: str = "Descript
         if not key:
             raise PromptFileError(f"table {path}, row {row_number}: column {id_column!r} is "
                                   f"{_cell_repr(key_cell)}, not a case id or file name: fill it in or delete the row")
-        if isinstance(text_cell, (datetime.date, datetime.time)) or not isinstance(text_cell, str) \
-                or not text_cell.strip():
+        if not isinstance(text_cell, str) or not text_cell.strip():
             raise PromptFileError(f"table {path}, row {row_number} ({key!r}): column {text_column!r} is "
                                   f"{_cell_repr(text_cell)}, not a report text: write the report there or delete "
                                   f"the row")

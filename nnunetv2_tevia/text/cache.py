@@ -234,7 +234,12 @@ def _describe(record: dict) -> str:
 
 
 def record_mismatches(cache_record: dict, required: dict) -> List[str]:
-    return [k for k in COMPATIBILITY_KEYS if required.get(k) is not None and cache_record.get(k) != required.get(k)]
+    diffs = [k for k in COMPATIBILITY_KEYS if required.get(k) is not None and cache_record.get(k) != required.get(k)]
+    # A local folder is named after its basename, which differs between machines; identical weight
+    # hashes mean the same encoder whatever the folder is called.
+    same_weights = str(cache_record.get("revision", "")).startswith("sha256:") \
+        and cache_record.get("revision") == required.get("revision")
+    return [k for k in diffs if not (k == "encoder_id" and same_weights)]
 
 
 def check_compatible(cache: TextCache, record: dict) -> None:

@@ -56,7 +56,7 @@ def parse_encoder_spec(spec: str) -> Tuple[str, str]:
         raise EncoderError(f"unknown text encoder spec '{spec}': use -e default, -e hf:<hub name or folder> "
                            f"or -e clip:<open_clip model name>")
     if not name:
-        raise EncoderError(f"text encoder spec '{spec}' names no model: write {backend}:<name>")
+        raise EncoderError(f"text encoder spec '{spec}' names no model: write -e {backend}:<name>")
     return backend, name
 
 
@@ -258,7 +258,7 @@ class ClipEncoder(TextEncoder):
             else:
                 model = open_clip.create_model(name, pretrained=pretrained)
             self.tokenizer = open_clip.get_tokenizer(name)
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:
             raise EncoderError(f"cannot create open_clip model '{name}' (pretrained={pretrained}): "
                                f"{str(e).splitlines()[0]}; see open_clip.list_models() and "
                                f"open_clip.list_pretrained()") from e

@@ -1,0 +1,114 @@
+"""``nnUNetv2_tevia_predict``: ``nnUNetv2_predict`` with each case's report."""
+import argparse
+import multiprocessing
+import os
+
+import torch
+
+from nnunetv2_tevia.cli._common import exit_on_user_error
+
+
+def _default_processes(env: str) -> int:
+    value = os.environ.get(env)
+    return int(value) if value is not None else 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Predict with a model trained by nnUNetTrainerTeViA (or a variant). Takes every argument of "
+                    "nnUNetv2_predict, plus --prompts: each input case's report is read from a prompt JSON, "
+                    "embedded with the encoder recorded in the model's plans.json, and set on the network before "
+                    "that case's sliding window. Needs only nnUNet_results (and nnUNet_raw for the default prompt "
+                    "file), never nnUNet_preprocessed.")
+    p.add_argument('-i', type=str, required=True, help='[REQUIRED] Input folder (files named CASE_0000.ext, as for '
+                                                       'nnUNetv2_predict).')
+    p.add_argument('-o', type=str, required=True, help='[REQUIRED] Output folder; created if missing.')
+    p.add_argument('-d', type=str, required=True, help='[REQUIRED] Dataset name or id the model was trained on.')
+    p.add_argument('-p', type=str, default='nnUNetPlans', help='[OPTIONAL] Plans identifier. Default: nnUNetPlans')
+    p.add_argument('-tr', type=str, default='nnUNetTrainerTeViA',
+                   help='[OPTIONAL] Trainer the model was trained with. Default: nnUNetTrainerTeViA')
+    p.add_argument('-c', type=str, required=True, help='[REQUIRED] Configuration (2d, 3d_fullres, ...).')
+    p.add_argument('-f', nargs='+', type=str, default=(0, 1, 2, 3, 4),
+                   help='[OPTIONAL] Folds to ensemble. Default: 0 1 2 3 4')
+    p.add_argument('-step_size', type=float, default=0.5, help='[OPTIONAL] Sliding-window step size. Default: 0.5')
+    p.add_argument('--disable_tta', action='store_true',
+                   help='[OPTIONAL] Disable mirroring test-time augmentation (TeViA models trained with '
+                        'location-safe augmentation do not mirror anyway).')
+    p.add_argument('--verbose', action='store_true', help='[OPTIONAL] Talk a lot.')
+    p.add_argument('--save_probabilities', action='store_true',
+                   help='[OPTIONAL] Also export probabilities (.npz), needed for ensembling.')
+    p.add_argument('--continue_prediction', action='store_true',
+                   help='[OPTIONAL] Continue an aborted prediction: keep files already written.')
+    p.add_argument('-chk', type=str, default='checkpoint_final.pth',
+                   help='[OPTIONAL] Checkpoint name. Default: checkpoint_final.pth')
+    p.add_argument('-npp', type=int, default=_default_processes('nnUNet_npp'),
+                   help='[OPTIONAL] Preprocessing processes. Default: 3. -npp 0 -nps 0 runs without multiprocessing.')
+    p.add_argument('-nps', type=int, default=_default_processes('nnUNet_nps'),
+                   help='[OPTIONAL] Segmentation export processes. Default: 3')
+    p.add_argument('-prev_stage_predictions', type=str, default=None,
+                   help='[OPTIONAL] Predictions of the previous stage, for 3d_cascade_fullres (predict 3d_lowres '
+                        'with nnUNetv2_tevia_predict first).')
+    p.add_argument('-num_parts', type=int, default=1, help='[OPTIONAL] Number of parallel calls. Default: 1')
+    p.add_argument('-part_id', type=int, default=0, help='[OPTIONAL] Which part this call is (0-based). Default: 0')
+    p.add_argument('-device', type=str, default='cuda', choices=['cuda', 'cpu', 'mps'],
+                   help="[OPTIONAL] 'cuda', 'cpu' or 'mps'. Default: cuda")
+    p.add_argument('--disable_progress_bar', action='store_true', help='[OPTIONAL] No progress bars.')
+    p.add_argument('--not_on_device', action='store_true',
+                   help='[OPTIONAL] Keep sliding-window results off the device (large cases).')
+    p.add_argument('--prompts', type=str, default=None,
+                   help='[OPTIONAL] Prompt JSON holding the input cases\' reports. Default: the dataset\'s '
+                        '$nnUNet_raw/DatasetXXX_Name/tevia_prompts.json')
+    p.add_argument('--allow-missing-text', action='store_true',
+                   help='[OPTIONAL] Predict cases without a report on the model\'s no-report text instead of '
+                        'stopping. Without it, such a case is an error unless the prompt file has a "default".')
+    p.add_argument('--text-cache', type=str, default=None,
+                   help='[OPTIONAL] Folder for the text embeddings. Default: OUTPUT/.tevia_text_cache')
+    p.add_argument('--trust-remote-code', action='store_true',
+                   help='[OPTIONAL] Let transformers run the encoder repository\'s own code (CXR-BERT needs it).')
+    return p
+
+
+@exit_on_user_error
+def predict_entry():
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+    from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor
+    from nnunetv2_tevia.prompts.prompt_file import load_prompts, resolve_prompt_path
+
+    args = build_parser().parse_args()
+    folds = [f if f == 'all' else int(f) for f in args.f]
+    if args.part_id >= args.num_parts:
+        raise SystemExit("error: -part_id must be smaller than -num_parts (ids start at 0)")
+    if args.device == 'cpu':
+        torch.set_num_threads(multiprocessing.cpu_count())
+    elif args.device == 'cuda':
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
+    device = torch.device(args.device)
+
+    prompt_path = resolve_prompt_path(args.d, args.prompts)
+    prompts = load_prompts(prompt_path) if os.path.isfile(prompt_path) else None
+    if prompts is None and not args.allow_missing_text:
+        raise SystemExit(f"error: no prompt file at {prompt_path}. Pass --prompts FILE with the input cases' "
+                         f"reports, or --allow-missing-text to predict on the model's no-report text")
+
+    predictor = nnUNetTeViAPredictor(tile_step_size=args.step_size, use_gaussian=True,
+                                     use_mirroring=not args.disable_tta,
+                                     perform_everything_on_device=not args.not_on_device, device=device,
+                                     verbose=args.verbose, verbose_preprocessing=args.verbose,
+                                     allow_tqdm=not args.disable_progress_bar, prompts=prompts,
+                                     allow_missing_text=args.allow_missing_text, text_cache_folder=args.text_cache,
+                                     trust_remote_code=args.trust_remote_code)
+    predictor.initialize_from_trained_model_folder(get_output_folder(args.d, args.tr, args.p, args.c), folds,
+                                                   checkpoint_name=args.chk)
+    os.makedirs(args.o, exist_ok=True)
+    if args.npp == 0 and args.nps == 0:
+        predictor.predict_from_files_sequential(args.i, args.o, save_probabilities=args.save_probabilities,
+                                                overwrite=not args.continue_prediction,
+                                                folder_with_segs_from_prev_stage=args.prev_stage_predictions)
+    else:
+        predictor.predict_from_files(args.i, args.o, save_probabilities=args.save_probabilities,
+                                     overwrite=not args.continue_prediction, num_processes_preprocessing=args.npp,
+                                     num_processes_segmentation_export=args.nps,
+                                     folder_with_segs_from_prev_stage=args.prev_stage_predictions,
+                                     num_parts=args.num_parts, part_id=args.part_id)

@@ -1,0 +1,173 @@
+"""nnU-Net's predictor, with each case's report set on the network before its sliding window.
+
+The stock predictor calls ``network(x)`` per tile and never says which case it is on. This subclass
+learns the case of every item it predicts (from the output file name it assigned, or from the order
+of an in-memory list) and calls ``network.set_text`` first. The text is not part of the weights, so
+the per-fold ``load_state_dict`` of an ensemble leaves it in place.
+"""
+import os
+from collections import deque
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+from nnunetv2_tevia.errors import TextCacheError
+from nnunetv2_tevia.inference.case_texts import TextFeatures, embed_for_model, texts_for_cases
+from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
+from nnunetv2_tevia.prompts.prompt_file import PromptFile
+from nnunetv2_tevia.training.nnUNetTrainerTeViA import unwrap
+
+USER_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "nnunetv2_tevia", "text_cache")
+
+
+def case_id_from_file(first_channel_file: str, file_ending: str) -> str:
+    # nnU-Net's own rule: strip the file ending and the _XXXX channel suffix
+    return os.path.basename(first_channel_file)[:-(len(file_ending) + 5)]
+
+
+class nnUNetTeViAPredictor(nnUNetPredictor):
+    def __init__(self, *args, prompts: Optional[PromptFile] = None, allow_missing_text: bool = False,
+                 text_cache_folder: Optional[str] = None, trust_remote_code: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.prompts = prompts
+        self.allow_missing_text = allow_missing_text
+        self.text_cache_folder = text_cache_folder
+        self.trust_remote_code = trust_remote_code
+        self.tevia_config: Optional[TeViAConfig] = None
+        self._features: Dict[str, TextFeatures] = {}
+        self._case_of_ofile: Dict[str, str] = {}
+        self._sequential_cases: Optional[deque] = None
+
+    # ------------------------------------------------------------------ model
+    def initialize_from_trained_model_folder(self, model_training_output_dir: str,
+                                             use_folds=None, checkpoint_name: str = 'checkpoint_final.pth'):
+        super().initialize_from_trained_model_folder(model_training_output_dir, use_folds, checkpoint_name)
+        if PLANS_KEY not in self.plans_manager.plans:
+            raise TextCacheError(f"{model_training_output_dir}/plans.json has no 'tevia' section: this model was "
+                                 f"not trained with nnUNetTrainerTeViA; use nnUNetv2_predict for it")
+        self.tevia_config = TeViAConfig.from_dict(self.plans_manager.plans[PLANS_KEY])
+        self._check_folds_agree(model_training_output_dir, use_folds, checkpoint_name)
+
+    def manual_initialization(self, network, plans_manager, configuration_manager, parameters, dataset_json,
+                              trainer_name, inference_allowed_mirroring_axes):
+        super().manual_initialization(network, plans_manager, configuration_manager, parameters, dataset_json,
+                                      trainer_name, inference_allowed_mirroring_axes)
+        self.tevia_config = TeViAConfig.from_dict(plans_manager.plans[PLANS_KEY])
+
+    def _check_folds_agree(self, folder, use_folds, checkpoint_name):
+        """Folds trained on another encoder would load (same shapes) and give garbage: refuse them."""
+        if use_folds is None:
+            use_folds = self.auto_detect_available_folds(folder, checkpoint_name)
+        mine = self.tevia_config.encoder
+        for f in ([use_folds] if isinstance(use_folds, str) else use_folds):
+            path = os.path.join(folder, f"fold_{f}", checkpoint_name)
+            ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+            theirs = ckpt.get("init_args", {}).get("plans", {}).get(PLANS_KEY, {}).get("encoder", {})
+            for key in ("encoder_id", "revision", "max_tokens", "dim"):
+                if theirs and theirs.get(key) != mine.get(key):
+                    raise TextCacheError(
+                        f"{path} was trained with text encoder {theirs.get('encoder_id')} ({key}="
+                        f"{theirs.get(key)}), but {folder}/plans.json records {mine.get('encoder_id')} ({key}="
+                        f"{mine.get(key)}). Folds of one model must share the encoder: retrain that fold, or "
+                        f"predict with -f naming only matching folds")
+
+    # ------------------------------------------------------------------ texts
+    def _cache_root(self, output_folder: Optional[str]) -> str:
+        if self.text_cache_folder:
+            return self.text_cache_folder
+        return os.path.join(output_folder, ".tevia_text_cache") if output_folder else USER_CACHE
+
+    def prepare_texts(self, texts: Dict[str, str], output_folder: Optional[str] = None) -> None:
+        """Embed ``{case id: report}`` with the model's encoder (cached) and keep the features for prediction."""
+        device = self.device if self.device.type == "cuda" else None
+        self._features.update(embed_for_model(texts, self.tevia_config, self._cache_root(output_folder),
+                                              device=device, trust_remote_code=self.trust_remote_code,
+                                              progress=self.allow_tqdm))
+
+    def _activate(self, case_id: str) -> None:
+        features, mask = self._features[case_id]
+        unwrap(self.network).set_text(torch.from_numpy(features).float(), torch.from_numpy(mask))
+
+    # ------------------------------------------------------------------ which case is next
+    def _manage_input_and_output_lists(self, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+                                       folder_with_segs_from_prev_stage=None, overwrite=True, part_id=0,
+                                       num_parts=1, save_probabilities=False):
+        lists, ofiles, prev = super()._manage_input_and_output_lists(
+            list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+            folder_with_segs_from_prev_stage, overwrite, part_id, num_parts, save_probabilities)
+        case_ids = [case_id_from_file(files[0], self.dataset_json["file_ending"]) for files in lists]
+        output_folder = output_folder_or_list_of_truncated_output_files \
+            if isinstance(output_folder_or_list_of_truncated_output_files, str) else \
+            (os.path.dirname(ofiles[0]) if ofiles else None)
+        todo = [k for k in case_ids if k not in self._features]
+        if todo:
+            self.prepare_texts(texts_for_cases(self.prompts, todo, self.tevia_config.no_report_text,
+                                               self.allow_missing_text), output_folder)
+        if ofiles is not None:
+            self._case_of_ofile = dict(zip(ofiles, case_ids))
+        self._sequential_cases = deque(case_ids)
+        return lists, ofiles, prev
+
+    def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
+                                   num_processes_segmentation_export: int = 3):
+        self._sequential_cases = None  # the items name their cases
+
+        def with_text(items):
+            for i, item in enumerate(items):
+                ofile = item.get("ofile")
+                if ofile is not None and ofile in self._case_of_ofile:
+                    self._activate(self._case_of_ofile[ofile])
+                else:
+                    self._activate(self._array_case(i))
+                yield item  # the caller predicts this item before asking for the next
+
+        try:
+            return super().predict_from_data_iterator(with_text(data_iterator), save_probabilities,
+                                                      num_processes_segmentation_export)
+        finally:
+            unwrap(self.network).clear_text()
+
+    def predict_logits_from_preprocessed_data(self, data: torch.Tensor) -> torch.Tensor:
+        # predict_from_files_sequential predicts its list in order without an iterator
+        if self._sequential_cases:
+            self._activate(self._sequential_cases.popleft())
+        return super().predict_logits_from_preprocessed_data(data)
+
+    # ------------------------------------------------------------------ in-memory arrays, texts given explicitly
+    def _array_case(self, i: int) -> str:
+        key = f"__array_{i}"
+        if key not in self._features:
+            raise TextCacheError("an in-memory image reached the network without a text: pass texts= to "
+                                 "predict_from_list_of_npy_arrays / text= to predict_single_npy_array")
+        return key
+
+    def _prepare_array_texts(self, texts: Sequence[str], n_images: int) -> None:
+        if len(texts) != n_images:
+            raise ValueError(f"got {len(texts)} texts for {n_images} images; give one report per image")
+        self._features = {k: v for k, v in self._features.items() if not k.startswith("__array_")}
+        self.prepare_texts({f"__array_{i}": t for i, t in enumerate(texts)})
+
+    def predict_from_list_of_npy_arrays(self, image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
+                                        properties_or_list_of_properties, truncated_ofname, num_processes: int = 3,
+                                        save_probabilities: bool = False, num_processes_segmentation_export: int = 3,
+                                        *, texts: Sequence[str]):
+        images = image_or_list_of_images if isinstance(image_or_list_of_images, list) else [image_or_list_of_images]
+        self._prepare_array_texts(list(texts), len(images))
+        self._case_of_ofile = {}
+        return super().predict_from_list_of_npy_arrays(
+            image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
+            properties_or_list_of_properties, truncated_ofname, num_processes, save_probabilities,
+            num_processes_segmentation_export)
+
+    def predict_single_npy_array(self, input_image: np.ndarray, image_properties: dict,
+                                 segmentation_previous_stage: np.ndarray = None, output_file_truncated: str = None,
+                                 save_or_return_probabilities: bool = False, *, text: str):
+        self._prepare_array_texts([text], 1)
+        self._sequential_cases = deque(["__array_0"])
+        try:
+            return super().predict_single_npy_array(input_image, image_properties, segmentation_previous_stage,
+                                                    output_file_truncated, save_or_return_probabilities)
+        finally:
+            unwrap(self.network).clear_text()
