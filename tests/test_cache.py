@@ -79,7 +79,7 @@ def test_embed_and_read_back(env, bert_dirs):
     np.testing.assert_array_equal(f1, enc.encode([CASES["c1"]], 16).features[0])
     nf, nm = active.no_report_features()
     assert active.no_report_text == DEFAULT and nm.sum() == 5  # [CLS] no finding . [SEP]
-    # c3 (18 tokens) is truncated at 16 and reported; c1 (13 tokens) is not.
+    # c3 (18 tokens) is truncated at 16 and reported; c1 (14 tokens) is not.
     trunc = active.manifest["truncation"]
     assert trunc["truncated_texts"] == 1 and trunc["truncated_cases"] == 1 and trunc["longest_tokens"] == 18
 

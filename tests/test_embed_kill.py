@@ -15,7 +15,7 @@ from nnunetv2_tevia.errors import TextCacheError
 from nnunetv2_tevia.prompts.prompt_file import PromptFile, save_prompts
 from nnunetv2_tevia.text.cache import load_active_cache
 
-N_TEXTS = 300  # enough that the first files appear long before the run could finish on a 2-core CPU
+N_TEXTS = 200  # enough that the first files appear long before the run could finish on a 2-core CPU
 WORDS = "left right upper middle lower lung bilateral unilateral infection area".split()
 
 

@@ -1,5 +1,8 @@
 import hashlib
+import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -63,6 +66,22 @@ def test_hf_local_folder(tiny_bert):
     np.testing.assert_allclose(out.features[0, :6].astype(np.float32), ref, atol=5e-3)
 
 
+def test_hf_hub_name_revision_is_commit(tmp_path):
+    """A hub name loads from the local hub cache when offline and records the snapshot's commit."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--tevia-test--tiny-bert"
+    make_tiny_bert(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    # A child process: huggingface_hub reads the cache location once, at import.
+    code = ("from nnunetv2_tevia.text.encoders import load_encoder; "
+            "e = load_encoder('hf:tevia-test/tiny-bert'); print(e.encoder_id, e.revision, e.dim)")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["hf:tevia-test/tiny-bert", commit, "32"]
+
+
 def test_hf_missing_model_fails_fast_with_download_hint():
     t0 = time.perf_counter()
     with pytest.raises(EncoderError) as e:
@@ -70,6 +89,26 @@ def test_hf_missing_model_fails_fast_with_download_hint():
     assert time.perf_counter() - t0 < 10
     msg = str(e.value)
     assert "\n" not in msg and "hf download no-such-org/no-such-model --local-dir" in msg and "-e hf:" in msg
+
+
+def test_hf_remote_code_needs_the_flag(tmp_path):
+    folder = make_tiny_bert(tmp_path / "custom")
+    marker = tmp_path / "code_ran"
+    cfg = json.loads((tmp_path / "custom" / "config.json").read_text())
+    cfg.update(model_type="tevia-custom", auto_map={"AutoConfig": "modeling_custom.CustomConfig",
+                                                    "AutoModel": "modeling_custom.CustomModel"})
+    (tmp_path / "custom" / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "custom" / "modeling_custom.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "from transformers import BertConfig, BertModel\n"
+        "class CustomConfig(BertConfig):\n    model_type = 'tevia-custom'\n"
+        "class CustomModel(BertModel):\n    config_class = CustomConfig\n")
+    with pytest.raises(EncoderError, match="--trust-remote-code"):
+        load_encoder(f"hf:{folder}")
+    assert not marker.exists()  # refused before any shipped code ran
+    enc = load_encoder(f"hf:{folder}", trust_remote_code=True)
+    assert marker.exists() and type(enc.model).__name__ == "CustomModel"
+    assert enc.encode([SHORT], 8).features.shape == (1, 8, 32)
 
 
 def test_hf_missing_folder(tmp_path):
@@ -90,8 +129,6 @@ def test_default_encoder_offline():
 
 def _clip_reference(enc, texts):
     """open_clip's own pooled, projected text features (float32)."""
-    import open_clip
-
     with torch.no_grad():
         return enc.model.encode_text(enc.tokenizer(texts)).numpy()
 
@@ -114,6 +151,35 @@ def test_clip_text_transformer(tmp_path):
     np.testing.assert_allclose(pooled, _clip_reference(enc, [SHORT])[0], atol=2e-2)
     # Random weights are seeded, so the same spec gives the same features.
     np.testing.assert_array_equal(load_encoder(f"clip:{name}").encode([SHORT], 16).features, out.features[:1])
+
+
+def test_clip_local_dir_loads_saved_weights(tmp_path):
+    """An open_clip model saved as a local-dir: folder (how hub models are used offline)."""
+    import open_clip
+
+    name = register_tiny_clip(tmp_path / "cfg")
+    trained = load_encoder(f"clip:{name}")
+    # Make the weights differ from the seeded random ones, so loading them is what is tested.
+    model = open_clip.create_model(name)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05)
+    folder = tmp_path / "my-clip"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": open_clip.get_model_config(name)}))
+    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
+
+    enc = load_encoder(f"clip:local-dir:{folder}")
+    assert enc.encoder_id == "clip:local-dir:my-clip"
+    assert enc.revision == "sha256:" + hashlib.sha256((folder / "open_clip_pytorch_model.bin").read_bytes()).hexdigest()
+    ids = enc.tokenizer([SHORT])
+    n = int((ids != 0).sum())
+    with torch.no_grad():
+        ref = model.encode_text(ids)[0].numpy()
+    pooled = enc.encode([SHORT], 16).features[0, n - 1].astype(np.float32) @ model.text_projection.detach().numpy()
+    np.testing.assert_allclose(pooled, ref, atol=3e-2)
+    assert not np.allclose(enc.encode([SHORT], 16).features, trained.encode([SHORT], 16).features, atol=1e-2)
 
 
 def test_clip_hf_text_tower(tmp_path, tiny_bert):

@@ -195,3 +195,10 @@ def test_prototype_modulates_self_attention_and_roundtrips():
     fresh.load_state_dict(net.state_dict())
     assert torch.allclose(fresh(x, text, mask)[0], b)
     assert all(bool(g.prototype_active) for g in fresh.guidance)
+
+
+def test_foreground_vectors_average_channel_groups():
+    feats = torch.arange(4, dtype=torch.float32).view(1, 4, 1, 1).expand(1, 4, 2, 2).contiguous()
+    fg = torch.ones(1, 1, 2, 2)
+    vec, _ = foreground_vectors(feats, fg, channels=2)  # grid 1, channels 4 -> 2 by area averaging
+    assert vec.tolist() == [[0.5, 2.5]]

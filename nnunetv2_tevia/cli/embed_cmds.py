@@ -100,7 +100,8 @@ def _run_embed(args) -> int:
                           progress=not args.no_progress)
     seconds = time.perf_counter() - t0
     run, trunc = cache.manifest["last_run"], cache.manifest["truncation"]
-    rate = f"{run['computed_texts'] / seconds:.0f} texts/s" if run["computed_texts"] else "nothing to compute"
+    rate = (f"{run['cases'] / seconds:.0f} prompts/s, {run['computed_texts'] / seconds:.0f} computed texts/s"
+            if run["computed_texts"] else "nothing to compute")
     print(f"embedded {run['cases']} case(s) as {trunc['distinct_texts']} distinct text(s) with {cache.encoder_id}: "
           f"{run['computed_texts']} computed, {run['reused_texts']} reused, {seconds:.1f} s ({rate}); "
           f"{trunc['truncated_cases']} case(s) / {trunc['truncated_texts']} text(s) longer than "

@@ -54,9 +54,10 @@ def foreground_vectors(features: torch.Tensor, fg_mask: torch.Tensor, channels: 
     pooled = F.adaptive_avg_pool1d(masked.flatten(2), 1) if g == 1 else \
         getattr(F, f"adaptive_avg_pool{ndim}d")(masked, (g,) * ndim).flatten(2)  # (B, C0, g^d)
     b, c0, cells = pooled.shape
-    # resize the channel axis C0 -> c, independently per grid cell
+    # resize the channel axis C0 -> c per grid cell by area averaging: every channel contributes (a linear
+    # resize from 32 to 2 channels would keep only the first and the last)
     per_cell = pooled.transpose(1, 2).reshape(b * cells, 1, c0)
-    per_cell = F.interpolate(per_cell, size=c, mode="linear", align_corners=True) if c0 != c else per_cell
+    per_cell = F.adaptive_avg_pool1d(per_cell, c) if c0 != c else per_cell
     vectors = per_cell.reshape(b, cells * c)
     valid = fg_mask.flatten(1).sum(1) > 0
     return vectors, valid

@@ -5,7 +5,7 @@ epoch, then ``p = m * p + (1 - m) * batch_mean`` every training step. Batch mean
 (sum, count) so that they can be all-reduced across ranks exactly (a mean of per-rank means would
 weight ranks with few foreground samples wrongly).
 """
-from typing import Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -28,6 +28,32 @@ def all_reduce_sum_count(total: torch.Tensor, count: torch.Tensor) -> Tuple[torc
         dist.all_reduce(packed, op=dist.ReduceOp.SUM)
         return packed[:-1], packed[-1]
     return total, count
+
+
+@torch.no_grad()
+def update_prototypes(stages: Sequence, vectors: Sequence[torch.Tensor], valid: torch.Tensor, *,
+                      accumulate: bool, momentum: float) -> None:
+    """One training step's prototype update of every guided stage (``GuidedStage`` objects).
+
+    ``accumulate``: the warm-up epoch has been reached, so inactive prototypes collect (sum, count).
+    Active prototypes take a momentum step. Every rank calls this every training step, also with no
+    foreground in its batch: the all-reduce inside is a collective, and because all ranks add the same
+    reduced numbers, their buffers stay identical without relying on DDP's buffer broadcast.
+    """
+    for stage, v in zip(stages, vectors):
+        total, count = all_reduce_sum_count(*foreground_sum_count(v, valid))
+        if bool(stage.prototype_active):
+            stage.momentum_step(total, count, momentum)
+        elif accumulate:
+            stage.accumulate_prototype(total, count)
+
+
+def activate_prototypes(stages: Sequence) -> List:
+    """End of an epoch from the warm-up on: activate every prototype that has samples; returns those activated.
+
+    Decided from the all-reduced count, so every rank activates the same stages in the same epoch.
+    """
+    return [s for s in stages if not bool(s.prototype_active) and s.activate_prototype()]
 
 
 def momentum_update(prototype: torch.Tensor, batch_mean: torch.Tensor, momentum: float) -> torch.Tensor:

@@ -29,6 +29,10 @@ from nnunetv2_tevia.errors import EncoderError
 BACKENDS = ("default", "hf", "clip")
 DEFAULT_ENCODER_ID = "default:all-MiniLM-L6-v2"
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# The order open_clip looks for them in a local-dir: folder.
+CLIP_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+                     "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth", "model.safetensors",
+                     "pytorch_model.bin", "pytorch_model.pth", "model.pth")
 # Texts longer than this are still counted exactly enough to report truncation (reports are short).
 _COUNT_CONTEXT = 512
 
@@ -111,10 +115,17 @@ class TextEncoder:
         if max_tokens < 2 or max_tokens > self.max_context:
             raise EncoderError(f"max_tokens={max_tokens} is outside 2..{self.max_context} for encoder "
                                f"{self.encoder_id}; pass a --max-tokens in that range")
-        feats, masks = [], []
+        n_tokens = np.asarray(self.count_tokens(texts), dtype=np.int64)
+        features = np.zeros((len(texts), max_tokens, self.dim), np.float16)
+        masks = np.zeros((len(texts), max_tokens), bool)
+        # Batches of similar length, each padded only to its longest text: on a CPU the padding is
+        # most of the work at 24 tokens. Real tokens never attend to padding, so their features
+        # are the same as with padding to max_tokens.
+        order = np.argsort(n_tokens, kind="stable")
         for start in range(0, len(texts), batch_size):
-            chunk = texts[start:start + batch_size]
-            ids, mask = self._tokenize(chunk, max_tokens)
+            idx = order[start:start + batch_size]
+            length = int(min(max(n_tokens[idx].max(), 2), max_tokens))
+            ids, mask = self._tokenize([texts[i] for i in idx], length)
             ids, mask = ids.to(self.device), mask.to(self.device)
             with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16,
                                                         enabled=self.device.type == "cuda"):
@@ -122,13 +133,9 @@ class TextEncoder:
             # Padding positions are zeroed so that the cache never depends on what a model
             # happens to compute for tokens that every consumer masks out anyway.
             out = out.float() * mask.unsqueeze(-1)
-            feats.append(out.to(torch.float16).cpu().numpy())
-            masks.append(mask.cpu().numpy().astype(bool))
-        n_tokens = np.asarray(self.count_tokens(texts), dtype=np.int64)
-        if not texts:
-            return EncodedTexts(np.zeros((0, max_tokens, self.dim), np.float16),
-                                np.zeros((0, max_tokens), bool), n_tokens)
-        return EncodedTexts(np.concatenate(feats), np.concatenate(masks), n_tokens)
+            features[idx, :length] = out.to(torch.float16).cpu().numpy()
+            masks[idx, :length] = mask.cpu().numpy().astype(bool)
+        return EncodedTexts(features, masks, n_tokens)
 
     def record(self) -> dict:
         return {"encoder_spec": self.spec, "clip_pretrained": self.clip_pretrained,
@@ -249,7 +256,7 @@ class ClipEncoder(TextEncoder):
                 and not os.path.isfile(pretrained):
             raise EncoderError(f"--clip-pretrained file {pretrained} does not exist")
         try:
-            if pretrained is None and not name.startswith("hf-hub:"):
+            if pretrained is None and not name.startswith(("hf-hub:", "local-dir:")):
                 warnings.warn(f"clip:{name} without --clip-pretrained has random weights; use it for tests only")
                 # A fixed seed makes random weights reproducible, so the revision below means something.
                 with torch.random.fork_rng(devices=[]):
@@ -258,14 +265,16 @@ class ClipEncoder(TextEncoder):
             else:
                 model = open_clip.create_model(name, pretrained=pretrained)
             self.tokenizer = open_clip.get_tokenizer(name)
-        except (RuntimeError, ValueError) as e:
+        except (RuntimeError, ValueError, OSError) as e:
+            cause = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "download" in cause.lower() or isinstance(e, OSError):
+                repo = name[len("hf-hub:"):] if name.startswith("hf-hub:") else "<org/name>"
+                fix = (f"the weights are not available offline: pass --clip-pretrained <local weights file>, or "
+                       f"for hub models `hf download {repo} --local-dir DIR` once and -e clip:local-dir:DIR")
+            else:
+                fix = "see open_clip.list_models() and open_clip.list_pretrained()"
             raise EncoderError(f"cannot create open_clip model '{name}' (pretrained={pretrained}): "
-                               f"{str(e).splitlines()[0]}; see open_clip.list_models() and "
-                               f"open_clip.list_pretrained()") from e
-        except OSError as e:
-            raise EncoderError(f"open_clip model '{name}' (pretrained={pretrained}) is not available offline: "
-                               f"download the weights file once and pass --clip-pretrained <file>, or run "
-                               f"once with network access") from e
+                               f"{cause[:200]}{'...' if len(cause) > 200 else ''}; {fix}") from e
         text = getattr(model, "text", model)  # CLIP keeps the text tower on the model itself
         self.model = text.eval().requires_grad_(False).to(self.device)
         self.hf_tower = hasattr(text, "transformer") and hasattr(text.transformer, "config")
@@ -281,13 +290,21 @@ class ClipEncoder(TextEncoder):
             self.dim = int(text.ln_final.weight.shape[0])
             self.pad_id = int(getattr(text, "pad_id", 0))
             self.max_context = int(text.positional_embedding.shape[0])
-        self.encoder_id = f"clip:{name}"
+        if name.startswith("local-dir:"):
+            # Named by the folder's basename (machine independent); the weights hash is the identity.
+            self.encoder_id = f"clip:local-dir:{os.path.basename(os.path.normpath(name[len('local-dir:'):]))}"
+        else:
+            self.encoder_id = f"clip:{name}"
         self.revision = self._revision(name, pretrained)
 
     @staticmethod
     def _revision(name, pretrained) -> str:
         if pretrained and os.path.isfile(pretrained):
             return "sha256:" + sha256_of_files([pretrained])
+        if name.startswith("local-dir:"):
+            folder = name[len("local-dir:"):]
+            weights = [os.path.join(folder, f) for f in CLIP_WEIGHT_FILES if os.path.isfile(os.path.join(folder, f))]
+            return "sha256:" + sha256_of_files(weights[:1]) if weights else "random-init-seed0"
         if name.startswith("hf-hub:"):
             return _hub_commit(name[len("hf-hub:"):], None, "open_clip_config.json")
         return f"pretrained:{pretrained}" if pretrained else "random-init-seed0"

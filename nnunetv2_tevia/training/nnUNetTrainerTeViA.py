@@ -23,7 +23,7 @@ from nnunetv2_tevia.errors import TeViAError, TextCacheError
 from nnunetv2_tevia.model.alignment import (alignment_loss, foreground_mask, foreground_vectors,
                                             stage_text_vectors)
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
-from nnunetv2_tevia.model.prototype import all_reduce_sum_count, foreground_sum_count
+from nnunetv2_tevia.model.prototype import activate_prototypes, update_prototypes
 from nnunetv2_tevia.model.tevia_network import TeViANetwork
 from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable
 from nnunetv2_tevia.training.text_aware_dataset import with_load_case_callback
@@ -113,13 +113,8 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         cache = load_active_cache(dataset)
         prompt_file = cache.manifest.get("prompt_file", "")
         if prompt_file and os.path.isfile(prompt_file):
-            stale = cache.stale_cases(load_prompts(prompt_file))
-            if stale:
-                shown = ", ".join(stale[:10]) + (f" ... and {len(stale) - 10} more" if len(stale) > 10 else "")
-                raise TextCacheError(
-                    f"the text cache {cache.folder} is stale: {len(stale)} case(s) changed in {prompt_file} after "
-                    f"embedding ({shown}). Run: nnUNetv2_tevia_prompts embed -d {dataset} "
-                    f"-e {cache.encoder_spec}")
+            # also catches an edited "default"/classes: the no-report row would differ from inference's
+            cache.check_up_to_date(load_prompts(prompt_file))
         else:
             self.print_to_log_file(f"WARNING: the prompt file {prompt_file!r} recorded in the text cache is not "
                                    f"here; the cached embeddings are used as they are")
@@ -211,16 +206,10 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         pairs = [foreground_vectors(features, fg, s.channels) for s in stages]
         return [p[0] for p in pairs], pairs[0][1]
 
-    @torch.no_grad()
     def _update_prototypes(self, vectors: List[torch.Tensor], valid: torch.Tensor) -> None:
         """Training steps only. Every rank reaches the all-reduce, also with an empty batch foreground."""
-        accumulate = self.current_epoch >= self.warmup_epoch
-        for stage, v in zip(unwrap(self.network).guided_stages, vectors):
-            total, count = all_reduce_sum_count(*foreground_sum_count(v, valid))
-            if bool(stage.prototype_active):
-                stage.momentum_step(total, count, self.prototype_momentum)
-            elif accumulate:
-                stage.accumulate_prototype(total, count)
+        update_prototypes(unwrap(self.network).guided_stages, vectors, valid,
+                          accumulate=self.current_epoch >= self.warmup_epoch, momentum=self.prototype_momentum)
 
     def validation_step(self, batch: dict) -> dict:
         # nnU-Net's validation step calls network(data); the batch's text is set on the network around it
@@ -241,10 +230,9 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
             align = np.concatenate([np.atleast_1d(a) for a in gathered])
         stages = unwrap(self.network).guided_stages
         if self.use_prototype and self.current_epoch >= self.warmup_epoch:
-            for s in stages:
-                if not bool(s.prototype_active) and s.activate_prototype():
-                    self.print_to_log_file(f"prototype of a {s.channels}-channel guided stage activated "
-                                           f"(mean of {int(s.prototype_count)} foreground samples)")
+            for s in activate_prototypes(stages):
+                self.print_to_log_file(f"prototype of a {s.channels}-channel guided stage activated "
+                                       f"(mean of {int(s.prototype_count)} foreground samples)")
         active = sum(bool(s.prototype_active) for s in stages)
         self.logger.log('alignment_losses', float(np.mean(align)), self.current_epoch)
         self.logger.log('prototype_active_stages', active, self.current_epoch)

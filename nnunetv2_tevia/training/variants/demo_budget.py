@@ -1,0 +1,31 @@
+"""The demo's training budget, applied alike to TeViA and to plain nnU-Net so the comparison is fair.
+
+Sized for a 2-core CPU: the README's demo (both trainings, prediction and report) runs in about
+20 minutes there. Set ``TEVIA_DEMO_EPOCHS`` to train longer or shorter without a new class.
+"""
+import os
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
+
+
+def apply_demo_budget(trainer: nnUNetTrainer) -> None:
+    trainer.num_epochs = int(os.environ.get("TEVIA_DEMO_EPOCHS", 30))
+    trainer.num_iterations_per_epoch = int(os.environ.get("TEVIA_DEMO_ITERATIONS", 25))
+    trainer.num_val_iterations_per_epoch = 5
+
+
+class nnUNetTrainer_demoBudget(nnUNetTrainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        apply_demo_budget(self)
+
+
+class nnUNetTrainerTeViA_demoBudget(nnUNetTrainerTeViA):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        apply_demo_budget(self)

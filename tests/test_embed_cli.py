@@ -1,0 +1,109 @@
+"""The stats / embed subcommands and nnUNetv2_tevia_plan_and_preprocess, run as a user runs them."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nnunetv2_tevia.prompts.prompt_file import PromptFile, save_prompts
+from tiny_text_models import make_tiny_bert
+
+TEXTS = {"img_a": "unilateral pulmonary infection, one infected area, lower right lung.",
+         "img_b": "bilateral pulmonary infection, two infected areas, lower left lung and lower right lung.",
+         "img_c": "unilateral pulmonary infection, one infected area, lower right lung."}
+
+
+def _script(name):
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    return [path] if os.path.isfile(path) else None
+
+
+def _make_png_dataset(raw, name="Dataset904_Pp"):
+    from PIL import Image
+
+    folder = raw / name
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    rng = np.random.default_rng(0)
+    for cid in TEXTS:
+        img = rng.integers(0, 255, (32, 32), dtype=np.uint8)
+        seg = np.zeros((32, 32), np.uint8)
+        seg[8:20, 8:20] = 1
+        Image.fromarray(img).save(folder / "imagesTr" / f"{cid}_0000.png")
+        Image.fromarray(seg).save(folder / "labelsTr" / f"{cid}.png")
+    (folder / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "xray"}, "labels": {"background": 0, "lesion": 1},
+        "numTraining": len(TEXTS), "file_ending": ".png"}))
+    return folder
+
+
+@pytest.fixture
+def dataset(tmp_path, monkeypatch):
+    raw, pre, res = tmp_path / "raw", tmp_path / "pre", tmp_path / "res"
+    pre.mkdir()
+    res.mkdir()
+    folder = _make_png_dataset(raw)
+    for k, v in (("nnUNet_raw", raw), ("nnUNet_preprocessed", pre), ("nnUNet_results", res)):
+        monkeypatch.setenv(k, str(v))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "nnUNet_compile": "false"}
+    return folder, pre, env
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("m") / "tiny-bert")
+
+
+def test_stats_and_embed_commands(dataset, bert, capsys):
+    from nnunetv2_tevia.cli.prompts_cli import prompts_entry
+    from nnunetv2_tevia.text.cache import load_active_cache
+
+    folder, pre, _ = dataset
+    save_prompts(PromptFile(path=None, cases=dict(TEXTS)), folder / "tevia_prompts.json")
+    prompts_entry(["stats", "-d", "904", "-e", f"hf:{bert}", "--max-tokens", "16"])
+    out = capsys.readouterr().out
+    # img_a/img_c: 14 tokens, img_b: 18 tokens.
+    assert "3 case(s), 3 with text, 2 distinct text(s), 1 duplicate(s)" in out
+    assert "min 14, median 14, p95 17.6, max 18" in out
+    assert "1 case(s) (1 distinct text(s)) would be truncated" in out
+
+    prompts_entry(["embed", "-d", "904", "-e", f"hf:{bert}", "--max-tokens", "16", "--no-progress"])
+    out = capsys.readouterr().out
+    assert "3 case(s) as 3 distinct text(s)" in out and "3 computed, 0 reused" in out
+    assert "1 case(s) / 1 text(s) longer than 16 tokens were truncated (longest 18)" in out
+    assert load_active_cache(904).features("img_b")[1].all()
+
+
+def test_embed_command_rejects_bad_prompts_in_one_line(dataset, bert):
+    folder, pre, env = dataset
+    save_prompts(PromptFile(path=None, cases={"img_a": TEXTS["img_a"]}), folder / "tevia_prompts.json")
+    cmd = _script("nnUNetv2_tevia_prompts") or [sys.executable, "-m", "nnunetv2_tevia.cli.prompts_cli"]
+    r = subprocess.run(cmd + ["embed", "-d", "904", "-e", f"hf:{bert}"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "training case 'img_b' has no text" in r.stderr
+    assert not (pre / "Dataset904_Pp" / "tevia_text_cache").exists()
+
+
+def test_plan_and_preprocess_checks_prompts_first_then_embeds(dataset, bert):
+    folder, pre, env = dataset
+    cmd = _script("nnUNetv2_tevia_plan_and_preprocess") or \
+        [sys.executable, "-m", "nnunetv2_tevia.cli.plan_and_preprocess"]
+    args = cmd + ["-d", "904", "-e", f"hf:{bert}", "--max-tokens", "16", "-c", "2d", "-np", "1", "-npfp", "1"]
+
+    save_prompts(PromptFile(path=None, cases={"img_a": TEXTS["img_a"]}), folder / "tevia_prompts.json")
+    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "img_b" in r.stderr and "Traceback" not in r.stderr
+    assert not (pre / "Dataset904_Pp" / "dataset_fingerprint.json").exists()  # stopped before nnU-Net ran
+
+    save_prompts(PromptFile(path=None, cases=dict(TEXTS)), folder / "tevia_prompts.json")
+    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (pre / "Dataset904_Pp" / "nnUNetPlans.json").is_file()  # -c/-np/-npfp reached nnU-Net
+    assert (pre / "Dataset904_Pp" / "nnUNetPlans_2d").is_dir()
+    assert not (pre / "Dataset904_Pp" / "nnUNetPlans_3d_fullres").exists()
+    from nnunetv2_tevia.text.cache import load_active_cache
+
+    cache = load_active_cache(904)
+    assert cache.case_ids == sorted(TEXTS) and cache.max_tokens == 16 and cache.encoder_id == "hf:tiny-bert"
