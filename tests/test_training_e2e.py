@@ -8,6 +8,7 @@ preprocessing and trainings in it) for inspection and quicker reruns.
 """
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -123,6 +124,10 @@ def _assert_tevia_training(folder: Path, dataset: str, monkeypatch, ws: Workspac
     assert "alignment_loss" in log
 
 
+def _epochs_started(log: str) -> list:
+    return [int(n) for n in re.findall(r": Epoch (\d+) *$", log, flags=re.MULTILINE)]
+
+
 def _all_checkpoints_readable(folder: Path, seen: dict) -> dict:
     """torch.load every .pth in the folder that changed since the last look; a half-written file fails here."""
     loaded = {}
@@ -173,7 +178,7 @@ def test_train_2d_writes_prototypes_plans_and_plots(ws, model_2d, monkeypatch):
 
 def test_train_3d_fullres(ws, monkeypatch):
     if not (ws.raw / NAME_3D).is_dir():
-        generate_demo_dataset(str(ws.raw), DS_3D, num_train=6, num_test=0, three_d=True)
+        generate_demo_dataset(str(ws.raw), DS_3D, num_train=6, num_test=0, size=16, three_d=True)
     if not (ws.pre / NAME_3D / "nnUNetPlans_3d_fullres").is_dir():
         ws.run("nnUNetv2_tevia_plan_and_preprocess", "-d", DS_3D, "-c", "3d_fullres", "-np", "1", "-npfp", "1")
     folder = _train(ws, NAME_3D, "3d_fullres", 0)
@@ -181,7 +186,7 @@ def test_train_3d_fullres(ws, monkeypatch):
 
 
 def test_train_resenc_plans_2d(ws, data_2d, monkeypatch):
-    if not (ws.pre / data_2d / f"{RESENC_PLANS}_2d").is_dir():
+    if not (ws.pre / data_2d / f"{RESENC_PLANS}.json").is_file():
         ws.run("nnUNetv2_tevia_plan_and_preprocess", "-d", DS_2D, "-c", "2d", "-np", "1", "-npfp", "1",
                "-pl", "nnUNetPlannerResEncM")
     folder = _train(ws, data_2d, "2d", 0, plans=RESENC_PLANS)
@@ -212,16 +217,17 @@ def test_kill_9_mid_epoch_then_continue(ws, data_2d):
                     latest_epoch = loaded["checkpoint_latest.pth"]["current_epoch"]
                 time.sleep(0.2)
             # into the next epoch: its first log line is written before its first iteration
-            while f"Epoch {latest_epoch}\n" not in "".join(p.read_text() for p in _training_logs(fold_folder)):
+            while latest_epoch not in _epochs_started("".join(p.read_text() for p in _training_logs(fold_folder))):
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.1)
             time.sleep(1.0)
         finally:
-            os.kill(proc.pid, signal.SIGKILL)
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (fold_folder / "checkpoint_final.pth").exists()
-    _all_checkpoints_readable(fold_folder, {})
+    resume_from = _all_checkpoints_readable(fold_folder, {})["checkpoint_latest.pth"]["current_epoch"]
     killed_logs = set(_training_logs(fold_folder))
     time.sleep(1.1)  # the resumed run's log file name has a one-second timestamp
 
@@ -236,7 +242,7 @@ def test_kill_9_mid_epoch_then_continue(ws, data_2d):
     assert final["current_epoch"] == 4
     _assert_prototypes_active(final["network_weights"])
     resumed_log = "".join(p.read_text() for p in set(_training_logs(fold_folder)) - killed_logs)
-    assert f"Epoch {latest_epoch}\n" in resumed_log and "Epoch 0\n" not in resumed_log
+    assert _epochs_started(resumed_log) == list(range(resume_from, 4))
     # restored buffers: an inactive prototype would be re-accumulated and announced again
     assert "guided stage activated" not in resumed_log
     assert "alignment_loss" in resumed_log
@@ -347,7 +353,10 @@ def test_two_folds_keep_each_cases_text(ws, model_2d, monkeypatch, tmp_path):
     own.predict_from_files([[cases[a]], [cases[b]]], str(tmp_path / "both"), save_probabilities=True,
                            num_processes_preprocessing=1, num_processes_segmentation_export=1)
     for k in (a, b):
-        own.predict_from_files_sequential([[cases[k]]], str(tmp_path / f"alone_{k}"), save_probabilities=True)
+        # a predictor that knows only this case's text cannot give it another's
+        (tmp_path / f"alone_{k}").mkdir()
+        predictor({k: reports[k]}).predict_from_files_sequential([[cases[k]]], str(tmp_path / f"alone_{k}"),
+                                                                save_probabilities=True)
         np.testing.assert_allclose(_probabilities(tmp_path / "both", k), _probabilities(tmp_path / f"alone_{k}", k),
                                    atol=1e-5, err_msg=f"{k} predicted together differs from {k} alone")
 

@@ -17,6 +17,7 @@ import time
 from typing import Dict, List, Optional
 
 from nnunetv2_tevia.cli._common import exit_on_user_error
+from nnunetv2_tevia.errors import TeViAError
 
 TEVIA_TRAINER = "nnUNetTrainerTeViA_demoBudget"
 PLAIN_TRAINER = "nnUNetTrainer_demoBudget"
@@ -79,10 +80,13 @@ class Demo:
             self.say(f"dataset {self.raw} exists; reusing it")
             return
         self.say(f"creating the demo dataset: {self.num_train} training and {self.num_test} test cases")
-        folder = generate_demo_dataset(self.env["nnUNet_raw"], dataset_id=self.dataset_id,
-                                       name=self.dataset_name.split("_", 1)[1], num_train=self.num_train,
-                                       num_test=self.num_test, three_d=self.three_d, seed=self.seed,
-                                       overwrite=True)
+        try:
+            folder = generate_demo_dataset(self.env["nnUNet_raw"], dataset_id=self.dataset_id,
+                                           name=self.dataset_name.split("_", 1)[1], num_train=self.num_train,
+                                           num_test=self.num_test, three_d=self.three_d, seed=self.seed,
+                                           overwrite=True)
+        except FileExistsError as e:  # another dataset of the workdir has this id (e.g. the 2D demo, then --3d)
+            raise TeViAError(f"{str(e).rstrip('.')} with -d ID, or another workdir with -o") from None
         write_swapped_variant(folder, seed=self.seed)
 
     def preprocess(self) -> None:
@@ -159,7 +163,7 @@ class Demo:
                             "per_case": results[TEVIA_TRAINER]["per_case"]},
             PLAIN_TRAINER: {"dice": results[PLAIN_TRAINER]["mean"], "per_case": results[PLAIN_TRAINER]["per_case"]},
             "dice_convention": "mean over test cases of the per-case foreground Dice",
-            "budget": {"epochs": int(self.env.get("TEVIA_DEMO_EPOCHS", 30)),
+            "budget": {"epochs": int(self.env.get("TEVIA_DEMO_EPOCHS", 20)),
                        "iterations_per_epoch": int(self.env.get("TEVIA_DEMO_ITERATIONS", 25)),
                        "configuration": self.config, "num_train": self.num_train, "num_test": self.num_test,
                        "seed": self.seed},
@@ -190,12 +194,17 @@ def demo_entry():
     parser.add_argument("--seed", type=int, default=0, help="[OPTIONAL] Seed of the data generator. Default: 0")
     parser.add_argument("-d", "--dataset-id", type=int, default=990, help="[OPTIONAL] Dataset id. Default: 990")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="[OPTIONAL] Epochs of both trainings (demo budget default: 30).")
+                        help="[OPTIONAL] Epochs of both trainings (demo budget default: 20).")
     parser.add_argument("--iterations", type=int, default=None,
                         help="[OPTIONAL] Iterations per epoch of both trainings (default: 25).")
     parser.add_argument("-device", default=None, choices=["cpu", "cuda", "mps"],
                         help="[OPTIONAL] Training and inference device. Default: cuda if available, else cpu.")
     args = parser.parse_args()
+    if args.num_train < 5 or args.num_test < 1:
+        # nnU-Net's 5-fold split needs 5 training cases; the Dice table needs a test case
+        parser.error("--num-train must be at least 5 and --num-test at least 1")
+    if not 0 < args.dataset_id < 1000:
+        parser.error(f"-d {args.dataset_id}: nnU-Net dataset ids are 1 to 999")
     device = args.device
     if device is None:
         import torch

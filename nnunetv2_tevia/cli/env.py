@@ -2,9 +2,11 @@
 import argparse
 import os
 
+from nnunetv2_tevia.cli._common import exit_on_user_error
 from nnunetv2_tevia.registration import shim_folder
 
 
+@exit_on_user_error
 def env_entry():
     parser = argparse.ArgumentParser(
         description="Print the shell line that makes nnU-Net find the TeViA trainers (nnUNet_extTrainer). "

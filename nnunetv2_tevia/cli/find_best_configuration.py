@@ -10,6 +10,7 @@ import sys
 
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
 
+from nnunetv2_tevia.cli._common import exit_on_user_error
 from nnunetv2_tevia.model.config import PLANS_KEY
 
 
@@ -53,6 +54,7 @@ def tevia_inference_instructions(inference_info: dict) -> str:
     return "\n".join(lines)
 
 
+@exit_on_user_error
 def find_best_configuration_entry():
     from nnunetv2.evaluation.find_best_configuration import find_best_configuration_entry_point
     from nnunetv2.paths import nnUNet_results

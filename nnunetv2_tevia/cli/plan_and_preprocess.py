@@ -75,6 +75,7 @@ def plan_and_preprocess_entry(argv=None):
 
     encoder = load_encoder(args.encoder, clip_pretrained=args.clip_pretrained,
                            trust_remote_code=args.trust_remote_code, device=args.device)
+    encoder.check_max_tokens(args.max_tokens)
 
     run_nnunet_plan_and_preprocess([_dataset_id(d) for d in args.datasets], passthrough)
 

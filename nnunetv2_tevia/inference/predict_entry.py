@@ -6,6 +6,7 @@ import os
 import torch
 
 from nnunetv2_tevia.cli._common import exit_on_user_error
+from nnunetv2_tevia.errors import PromptFileError, TeViAError
 
 
 def _default_processes(env: str) -> int:
@@ -63,22 +64,65 @@ def build_parser() -> argparse.ArgumentParser:
                         'stopping. Without it, such a case is an error unless the prompt file has a "default".')
     p.add_argument('--text-cache', type=str, default=None,
                    help='[OPTIONAL] Folder for the text embeddings. Default: OUTPUT/.tevia_text_cache')
+    p.add_argument('--text-encoder', type=str, default=None,
+                   help='[OPTIONAL] Where to load the model\'s text encoder from, if not where plans.json says '
+                        '(e.g. hf:/local/copy). Its weights must be the ones the model was trained with.')
     p.add_argument('--trust-remote-code', action='store_true',
                    help='[OPTIONAL] Let transformers run the encoder repository\'s own code (CXR-BERT needs it).')
+    p.add_argument('--save-attention-maps', type=str, default=None, metavar='DIR',
+                   help='[OPTIONAL] Also write, per case, one heat-map PNG per text slot of a guided stage\'s '
+                        'cross-attention over the image: DIR/CASE/stageK_slotJJ.png (3D: the middle slice). Slower: '
+                        'the attention of that stage is computed without the fused kernel.')
+    p.add_argument('--attention-stage', type=int, default=None, metavar='K',
+                   help='[OPTIONAL] Guided stage of --save-attention-maps, 0 = lowest resolution. Default: the '
+                        'finest guided stage')
     return p
+
+
+def checked_model_folder(dataset: str, trainer: str, plans: str, configuration: str, folds, checkpoint: str) -> str:
+    """The trained model's folder; a TeViAError naming what is missing and what is there instead of
+    nnU-Net's FileNotFoundError traceback (the usual cause: -tr, -c or -f differ from the training run)."""
+    from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, subdirs
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+    results = os.environ.get("nnUNet_results")
+    if not results:
+        raise TeViAError("nnUNet_results is not set, so the trained model cannot be found: "
+                         "export nnUNet_results=/path/to/nnUNet_results")
+    try:
+        name = maybe_convert_to_dataset_name(dataset)
+    except (RuntimeError, ValueError):
+        raise TeViAError(f"dataset {dataset!r} is in none of nnUNet_results={results}, nnUNet_raw and "
+                         f"nnUNet_preprocessed: check -d and those variables") from None
+    folder = get_output_folder(name, trainer, plans, configuration)
+    if not isdir(folder):
+        trained = sorted(subdirs(join(results, name), join=False)) if isdir(join(results, name)) else []
+        raise TeViAError(f"no trained model at {folder}: check -tr, -p and -c (trained models of {name}: "
+                         f"{', '.join(trained) or 'none'})")
+    for f in folds:
+        if not isfile(join(folder, f"fold_{f}", checkpoint)):
+            have = sorted(d[len("fold_"):] for d in subdirs(folder, prefix="fold_", join=False)
+                          if isfile(join(folder, d, checkpoint)))
+            raise TeViAError(f"{join(folder, f'fold_{f}', checkpoint)} does not exist: pass -f with the folds that "
+                             f"have {checkpoint} ({' '.join(have) or 'none'}), or -chk checkpoint_best.pth / "
+                             f"checkpoint_latest.pth for an unfinished training")
+    return folder
 
 
 @exit_on_user_error
 def predict_entry():
-    from nnunetv2.utilities.file_path_utilities import get_output_folder
-
     from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor
     from nnunetv2_tevia.prompts.prompt_file import load_prompts, resolve_prompt_path
 
-    args = build_parser().parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
     folds = [f if f == 'all' else int(f) for f in args.f]
     if args.part_id >= args.num_parts:
-        raise SystemExit("error: -part_id must be smaller than -num_parts (ids start at 0)")
+        parser.error("-part_id must be smaller than -num_parts (ids start at 0)")
+    if not os.path.isdir(args.i):
+        raise TeViAError(f"input folder {args.i} does not exist: pass -i with the folder of CASE_0000.ext images")
+    model_folder = checked_model_folder(args.d, args.tr, args.p, args.c, folds, args.chk)
     if args.device == 'cpu':
         torch.set_num_threads(multiprocessing.cpu_count())
     elif args.device == 'cuda':
@@ -89,8 +133,8 @@ def predict_entry():
     prompt_path = resolve_prompt_path(args.d, args.prompts)
     prompts = load_prompts(prompt_path) if os.path.isfile(prompt_path) else None
     if prompts is None and not args.allow_missing_text:
-        raise SystemExit(f"error: no prompt file at {prompt_path}. Pass --prompts FILE with the input cases' "
-                         f"reports, or --allow-missing-text to predict on the model's no-report text")
+        raise PromptFileError(f"no prompt file at {prompt_path}: pass --prompts FILE with the input cases' "
+                              f"reports, or --allow-missing-text to predict on the model's no-report text")
 
     predictor = nnUNetTeViAPredictor(tile_step_size=args.step_size, use_gaussian=True,
                                      use_mirroring=not args.disable_tta,
@@ -98,9 +142,10 @@ def predict_entry():
                                      verbose=args.verbose, verbose_preprocessing=args.verbose,
                                      allow_tqdm=not args.disable_progress_bar, prompts=prompts,
                                      allow_missing_text=args.allow_missing_text, text_cache_folder=args.text_cache,
-                                     trust_remote_code=args.trust_remote_code)
-    predictor.initialize_from_trained_model_folder(get_output_folder(args.d, args.tr, args.p, args.c), folds,
-                                                   checkpoint_name=args.chk)
+                                     trust_remote_code=args.trust_remote_code, text_encoder=args.text_encoder,
+                                     attention_maps_folder=args.save_attention_maps,
+                                     attention_stage=args.attention_stage)
+    predictor.initialize_from_trained_model_folder(model_folder, folds, checkpoint_name=args.chk)
     os.makedirs(args.o, exist_ok=True)
     if args.npp == 0 and args.nps == 0:
         predictor.predict_from_files_sequential(args.i, args.o, save_probabilities=args.save_probabilities,

@@ -14,6 +14,7 @@ import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 from nnunetv2_tevia.errors import TextCacheError
+from nnunetv2_tevia.inference.attention_maps import AttentionMapRecorder, AttentionStageError, save_attention_pngs
 from nnunetv2_tevia.inference.case_texts import TextFeatures, embed_for_model, texts_for_cases
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
 from nnunetv2_tevia.prompts.prompt_file import PromptFile
@@ -29,12 +30,21 @@ def case_id_from_file(first_channel_file: str, file_ending: str) -> str:
 
 class nnUNetTeViAPredictor(nnUNetPredictor):
     def __init__(self, *args, prompts: Optional[PromptFile] = None, allow_missing_text: bool = False,
-                 text_cache_folder: Optional[str] = None, trust_remote_code: bool = False, **kwargs):
+                 text_cache_folder: Optional[str] = None, trust_remote_code: bool = False,
+                 text_encoder: Optional[str] = None, attention_maps_folder: Optional[str] = None,
+                 attention_stage: Optional[int] = None, **kwargs):
+        """``attention_maps_folder``: also write, per case, one heat-map PNG per text slot of guided stage
+        ``attention_stage`` (0 = lowest resolution; default: the finest guided stage)."""
         super().__init__(*args, **kwargs)
+        self.attention_maps_folder = attention_maps_folder
+        self.attention_stage = attention_stage
+        self._attention: Optional[AttentionMapRecorder] = None
+        self._current_case: Optional[str] = None
         self.prompts = prompts
         self.allow_missing_text = allow_missing_text
         self.text_cache_folder = text_cache_folder
         self.trust_remote_code = trust_remote_code
+        self.text_encoder = text_encoder
         self.tevia_config: Optional[TeViAConfig] = None
         self._features: Dict[str, TextFeatures] = {}
         self._case_of_ofile: Dict[str, str] = {}
@@ -49,12 +59,14 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
                                  f"not trained with nnUNetTrainerTeViA; use nnUNetv2_predict for it")
         self.tevia_config = TeViAConfig.from_dict(self.plans_manager.plans[PLANS_KEY])
         self._check_folds_agree(model_training_output_dir, use_folds, checkpoint_name)
+        self._setup_attention_maps()
 
     def manual_initialization(self, network, plans_manager, configuration_manager, parameters, dataset_json,
                               trainer_name, inference_allowed_mirroring_axes):
         super().manual_initialization(network, plans_manager, configuration_manager, parameters, dataset_json,
                                       trainer_name, inference_allowed_mirroring_axes)
         self.tevia_config = TeViAConfig.from_dict(plans_manager.plans[PLANS_KEY])
+        self._setup_attention_maps()
 
     def _check_folds_agree(self, folder, use_folds, checkpoint_name):
         """Folds trained on another encoder would load (same shapes) and give garbage: refuse them."""
@@ -83,12 +95,13 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         """Embed ``{case id: report}`` with the model's encoder (cached) and keep the features for prediction."""
         device = self.device if self.device.type == "cuda" else None
         self._features.update(embed_for_model(texts, self.tevia_config, self._cache_root(output_folder),
-                                              device=device, trust_remote_code=self.trust_remote_code,
+                                              encoder_spec=self.text_encoder, device=device, trust_remote_code=self.trust_remote_code,
                                               progress=self.allow_tqdm))
 
     def _activate(self, case_id: str) -> None:
         features, mask = self._features[case_id]
         unwrap(self.network).set_text(torch.from_numpy(features).float(), torch.from_numpy(mask))
+        self._current_case = case_id
 
     # ------------------------------------------------------------------ which case is next
     def _manage_input_and_output_lists(self, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
@@ -133,7 +146,50 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         # predict_from_files_sequential predicts its list in order without an iterator
         if self._sequential_cases:
             self._activate(self._sequential_cases.popleft())
-        return super().predict_logits_from_preprocessed_data(data)
+        if self._attention is None:
+            return super().predict_logits_from_preprocessed_data(data)
+        self._attention.start_case()
+        logits = super().predict_logits_from_preprocessed_data(data)
+        self._write_attention_maps(data)
+        return logits
+
+    # ------------------------------------------------------------------ attention maps
+    def _setup_attention_maps(self) -> None:
+        if not self.attention_maps_folder:
+            return
+        stages = unwrap(self.network).guided_stages
+        k = len(stages) - 1 if self.attention_stage is None else self.attention_stage
+        if not 0 <= k < len(stages):
+            raise AttentionStageError(f"--attention-stage {k}: this model has {len(stages)} guided stages, numbered 0 "
+                             f"(lowest resolution) to {len(stages) - 1}")
+        self.attention_stage = k
+        self._attention = AttentionMapRecorder(stages[k])
+
+    def predict_sliding_window_return_logits(self, input_image: torch.Tensor):
+        logits = super().predict_sliding_window_return_logits(input_image)
+        if self._attention is not None:
+            self._attention.end_window(input_image.shape[1:])
+        return logits
+
+    def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers, do_on_device: bool = True):
+        if self._attention is not None:  # also restarts the window when nnU-Net retries off the device
+            self._attention.start_window(data.shape[1:], slicers)
+        return super()._internal_predict_sliding_window_return_logits(data, slicers, do_on_device)
+
+    def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
+        if self._attention is None:
+            return super()._internal_maybe_mirror_and_predict(x)
+        with self._attention.tile():
+            return super()._internal_maybe_mirror_and_predict(x)
+
+    def _write_attention_maps(self, data: torch.Tensor) -> None:
+        maps = self._attention.case_maps()
+        if maps is None:
+            return
+        case_id = self._current_case or "case"
+        report = self.prompts.cases.get(case_id) if self.prompts is not None else None
+        save_attention_pngs(self.attention_maps_folder, case_id, data[0].float().cpu().numpy(), maps,
+                            self.attention_stage, self._attention.stage.last_spatial_shape or (), report)
 
     # ------------------------------------------------------------------ in-memory arrays, texts given explicitly
     def _array_case(self, i: int) -> str:

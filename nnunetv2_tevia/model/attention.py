@@ -1,4 +1,9 @@
-"""Multi-head attention on ``scaled_dot_product_attention`` (flash / memory-efficient kernels where available)."""
+"""Multi-head attention on ``scaled_dot_product_attention`` (flash / memory-efficient kernels where available).
+
+SDPA never materialises the attention weights. For attention maps, set ``capture_weights``: the same
+attention is then computed explicitly and ``last_weights`` holds its softmax, averaged over heads.
+"""
+import math
 from typing import Optional
 
 import torch
@@ -23,6 +28,8 @@ class Attention(nn.Module):
         self.k = nn.Linear(kv_channels, channels)
         self.v = nn.Linear(kv_channels, channels)
         self.out = nn.Linear(channels, channels)
+        self.capture_weights = False
+        self.last_weights: Optional[torch.Tensor] = None  # (B, Nq, Nk), only while capture_weights is set
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -36,5 +43,14 @@ class Attention(nn.Module):
         attn_mask = None
         if key_mask is not None:
             attn_mask = key_mask[:, None, None, :].to(torch.bool)
-        o = F.scaled_dot_product_attention(split(self.q(q)), split(self.k(k)), split(self.v(v)), attn_mask=attn_mask)
+        qh, kh, vh = split(self.q(q)), split(self.k(k)), split(self.v(v))
+        if self.capture_weights:
+            scores = qh @ kh.transpose(-2, -1) / math.sqrt(c // h)
+            if attn_mask is not None:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            weights = scores.softmax(dim=-1)
+            self.last_weights = weights.mean(dim=1).detach()
+            o = weights @ vh
+        else:
+            o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=attn_mask)
         return self.out(o.transpose(1, 2).reshape(b, nq, c))

@@ -5,6 +5,7 @@ Applied to the input of a low-resolution ``UNetDecoder`` stage, before its up-sa
   2. cross-attention (4 heads) from the map to the projected report, with a learnable scale (init 0.01).
 The stage also owns its prototype buffers, so they travel with the weights into every checkpoint.
 """
+import math
 from typing import Optional
 
 import torch
@@ -34,10 +35,12 @@ class GuidedStage(nn.Module):
         self.register_buffer("prototype_sum", torch.zeros(channels))
         self.register_buffer("prototype_count", torch.zeros(()))
         self.register_buffer("prototype_active", torch.zeros((), dtype=torch.bool))
+        self.last_spatial_shape: Optional[tuple] = None  # of the latest input, to reshape attention weights
 
     def forward(self, x: torch.Tensor, projected_text: torch.Tensor) -> torch.Tensor:
         """x: (B, C, *S) feature map; projected_text: (B, L_s, C) from ``self.text_projection``."""
         b, c, *spatial = x.shape
+        self.last_spatial_shape = tuple(spatial)
         tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)
         pos = sinusoidal_encoding_nd(spatial, c, device=x.device).to(tokens.dtype)
 
@@ -53,6 +56,14 @@ class GuidedStage(nn.Module):
         attended = self.cross_attention(q, projected_text + text_pos, projected_text)
         tokens = tokens + self.scale * self.norm_cross_out(attended)
         return tokens.transpose(1, 2).reshape(b, c, *spatial)
+
+    def cross_attention_maps(self) -> Optional[torch.Tensor]:
+        """(B, L_s, *S): how much each position attended to each text slot in the latest forward, if it ran
+        with ``cross_attention.capture_weights`` set (None otherwise). At every position the slots sum to 1."""
+        weights = self.cross_attention.last_weights
+        if weights is None or self.last_spatial_shape is None or weights.shape[1] != math.prod(self.last_spatial_shape):
+            return None
+        return weights.transpose(1, 2).reshape(weights.shape[0], weights.shape[2], *self.last_spatial_shape)
 
     # --- prototype state; the maths lives in model/prototype.py ---
     @torch.no_grad()

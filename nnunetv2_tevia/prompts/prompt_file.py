@@ -108,7 +108,7 @@ def read_prompt_document(path: str):
     try:
         doc = json.loads(text, object_pairs_hook=_object_with_duplicates)
     except json.JSONDecodeError as e:
-        raise PromptFileError(f"prompt file {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}: "
+        raise PromptFileError(f"prompt file {path} is not valid JSON ({e.msg}, line {e.lineno}, column {e.colno}): "
                               f"fix the syntax there (a JSON linter shows it)") from None
     except RecursionError:
         raise PromptFileError(f"prompt file {path} is nested too deeply to be a prompt file: "

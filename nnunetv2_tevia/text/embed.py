@@ -49,6 +49,8 @@ def embed_prompts(pf, cache_root: str, encoder: TextEncoder, max_tokens: int = 2
     and ``cache.manifest["truncation"]``.
     """
     start = time.perf_counter()
+    # before any folder is made: a bad --max-tokens must leave no empty cache behind
+    encoder.check_max_tokens(max_tokens)
     slug = cache_slug(encoder.encoder_id, encoder.revision, max_tokens)
     folder = os.path.join(os.path.abspath(cache_root), slug)
     texts_dir = os.path.join(folder, TEXTS)

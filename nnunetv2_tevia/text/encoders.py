@@ -110,11 +110,14 @@ class TextEncoder:
     def count_tokens(self, texts: Sequence[str]) -> List[int]:
         raise NotImplementedError
 
-    def encode(self, texts: Sequence[str], max_tokens: int, batch_size: int = 64) -> EncodedTexts:
-        texts = list(texts)
+    def check_max_tokens(self, max_tokens: int) -> None:
         if max_tokens < 2 or max_tokens > self.max_context:
             raise EncoderError(f"max_tokens={max_tokens} is outside 2..{self.max_context} for encoder "
                                f"{self.encoder_id}; pass a --max-tokens in that range")
+
+    def encode(self, texts: Sequence[str], max_tokens: int, batch_size: int = 64) -> EncodedTexts:
+        texts = list(texts)
+        self.check_max_tokens(max_tokens)
         n_tokens = np.asarray(self.count_tokens(texts), dtype=np.int64)
         features = np.zeros((len(texts), max_tokens, self.dim), np.float16)
         masks = np.zeros((len(texts), max_tokens), bool)
@@ -254,7 +257,8 @@ class ClipEncoder(TextEncoder):
         self.spec, self.clip_pretrained = spec, pretrained
         if pretrained and (os.path.sep in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))) \
                 and not os.path.isfile(pretrained):
-            raise EncoderError(f"--clip-pretrained file {pretrained} does not exist")
+            raise EncoderError(f"--clip-pretrained file {pretrained} does not exist: pass the path of the downloaded "
+                               f"weights, or an open_clip pretrained tag (open_clip.list_pretrained() lists them)")
         try:
             if pretrained is None and not name.startswith(("hf-hub:", "local-dir:")):
                 warnings.warn(f"clip:{name} without --clip-pretrained has random weights; use it for tests only")

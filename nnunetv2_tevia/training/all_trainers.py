@@ -6,3 +6,4 @@ from nnunetv2_tevia.training.variants.testing import *  # noqa: F401,F403
 from nnunetv2_tevia.training.variants.text_dropout import *  # noqa: F401,F403
 from nnunetv2_tevia.training.variants.training_length import *  # noqa: F401,F403
 from nnunetv2_tevia.training.variants.demo_budget import *  # noqa: F401,F403
+from nnunetv2_tevia.training.variants.benchmark_budget import *  # noqa: F401,F403

@@ -27,7 +27,7 @@ from nnunetv2_tevia.model.prototype import activate_prototypes, update_prototype
 from nnunetv2_tevia.model.tevia_network import TeViANetwork
 from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable
 from nnunetv2_tevia.training.text_aware_dataset import with_load_case_callback
-from nnunetv2_tevia.training.tevia_logger import TEVIA_KEYS, TeViALocalLogger
+from nnunetv2_tevia.training.tevia_logger import TeViALocalLogger
 
 ALLOW_NO_REPORT_ENV = "NNUNETV2_TEVIA_ALLOW_NO_REPORT"
 
@@ -251,22 +251,32 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         if isinstance(filename_or_checkpoint, str):
-            checkpoint = torch.load(filename_or_checkpoint, map_location=self.device, weights_only=False)
+            # only the plans are read here (mmap: no tensor data); nnU-Net loads the file itself below
+            checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False, mmap=True)
         else:
             checkpoint = filename_or_checkpoint
         saved = checkpoint.get('init_args', {}).get('plans', {}).get(PLANS_KEY)
         if saved is not None and not self.was_initialized:
             self.initialize()
         if saved is not None:
+            from nnunetv2_tevia.text.cache import record_mismatches
+
             mine = self.plans_manager.plans[PLANS_KEY]
-            for k in ("text_tokens", "text_dim", "slots"):
-                if saved.get(k) != mine.get(k):
-                    raise SystemExit(
-                        f"error: the checkpoint was trained with text {k}={saved.get(k)}, but the active text cache "
-                        f"gives {mine.get(k)} (encoder {mine['encoder'].get('encoder_id')}). Re-embed with the "
-                        f"checkpoint's encoder: nnUNetv2_tevia_prompts embed -d {self.plans_manager.dataset_name} "
-                        f"-e {saved['encoder'].get('encoder_spec')} --max-tokens {saved.get('text_tokens')}")
-        super().load_checkpoint(checkpoint)
+            # Same shapes from another encoder would load silently and train on meaningless features.
+            diffs = [k for k in ("text_tokens", "text_dim", "slots") if saved.get(k) != mine.get(k)]
+            diffs += record_mismatches(mine["encoder"], saved.get("encoder", {}))
+            if diffs:
+                where = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "the checkpoint"
+                theirs = saved.get("encoder", {})
+                raise SystemExit(
+                    f"error: {where} was trained with text encoder {theirs.get('encoder_id')} "
+                    f"({saved.get('text_tokens')} tokens, {saved.get('text_dim')}-dim), but the active text cache "
+                    f"has {mine['encoder'].get('encoder_id')} ({mine.get('text_tokens')} tokens, "
+                    f"{mine.get('text_dim')}-dim; differs in {', '.join(dict.fromkeys(diffs))}): re-embed with the "
+                    f"checkpoint's encoder: nnUNetv2_tevia_prompts embed -d {self.plans_manager.dataset_name} "
+                    f"-e {theirs.get('encoder_spec')} --max-tokens {saved.get('text_tokens')}")
+        # the argument as given: nnU-Net 2.8's load_checkpoint fails on a dict (UnboundLocalError)
+        super().load_checkpoint(filename_or_checkpoint)
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         original = self.dataset_class

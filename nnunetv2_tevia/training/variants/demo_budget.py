@@ -12,7 +12,7 @@ from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 
 
 def apply_demo_budget(trainer: nnUNetTrainer) -> None:
-    trainer.num_epochs = int(os.environ.get("TEVIA_DEMO_EPOCHS", 30))
+    trainer.num_epochs = int(os.environ.get("TEVIA_DEMO_EPOCHS", 20))
     trainer.num_iterations_per_epoch = int(os.environ.get("TEVIA_DEMO_ITERATIONS", 25))
     trainer.num_val_iterations_per_epoch = 5
 

@@ -1,0 +1,117 @@
+"""The benchmark's training budgets, applied alike to plain nnU-Net, TeViA and its three ablations.
+
+``_cpuBudget``: batch 8 and ``TEVIA_BENCH_EPOCHS`` x ``TEVIA_BENCH_ITERS`` training steps (default 30 x 40),
+sized so that the five trainers finish in about 2.5 h on a 2-core CPU at 112 x 112 (docs/benchmarks.md).
+``_gpuBudget``: nnU-Net's own schedule (1000 x 250) and the plans' batch size.
+
+Both seed ``random``, numpy and torch from ``TEVIA_BENCH_SEED`` (default 0) before the network is built, and
+both skip nnU-Net's final validation: the benchmark scores a labelled test folder instead
+(benchmarks/run_benchmark.py).
+"""
+import os
+import random
+
+import numpy as np
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
+from nnunetv2_tevia.training.variants.ablations import (nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
+                                                        nnUNetTrainerTeViA_noText)
+
+SEED_ENV = "TEVIA_BENCH_SEED"
+EPOCHS_ENV = "TEVIA_BENCH_EPOCHS"
+ITERS_ENV = "TEVIA_BENCH_ITERS"
+CPU_BATCH_SIZE = 8
+CPU_EPOCHS = 30
+CPU_ITERATIONS = 40
+# the per-epoch pseudo Dice only feeds the progress plot; the benchmark predicts with checkpoint_final
+CPU_VAL_ITERATIONS = 2
+PEAK_GPU_MEMORY_LOG = "benchmark: peak GPU memory allocated (MiB):"
+
+__all__ = [f"{base.__name__}_{budget}" for base in (nnUNetTrainer, nnUNetTrainerTeViA, nnUNetTrainerTeViA_noText,
+                                                      nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto)
+           for budget in ("cpuBudget", "gpuBudget")]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+class _BenchmarkBudget:
+    """Mixin placed before the trainer: seeding, peak GPU memory in the log, no final validation."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        seed_everything(int(os.environ.get(SEED_ENV, 0)))
+        super().__init__(plans, configuration, fold, dataset_json, device)
+
+    def on_train_end(self):
+        super().on_train_end()
+        if self.device.type == 'cuda':
+            self.print_to_log_file(PEAK_GPU_MEMORY_LOG, round(torch.cuda.max_memory_allocated(self.device) / 2 ** 20))
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        self.print_to_log_file("benchmark budget: final validation skipped (the benchmark scores imagesTs)")
+
+
+class _CpuBudget(_BenchmarkBudget):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = int(os.environ.get(EPOCHS_ENV, CPU_EPOCHS))
+        self.num_iterations_per_epoch = int(os.environ.get(ITERS_ENV, CPU_ITERATIONS))
+        self.num_val_iterations_per_epoch = CPU_VAL_ITERATIONS
+        self.save_every = 5  # the benchmark resumes an interrupted training with --c from checkpoint_latest
+
+    def _set_batch_size_and_oversample(self):
+        # the trainer's ConfigurationManager holds a deep copy of the plans' configuration, so plans.json keeps
+        # the planned batch size; nnU-Net's own code then splits this one over DDP workers as usual
+        self.configuration_manager.configuration['batch_size'] = CPU_BATCH_SIZE
+        super()._set_batch_size_and_oversample()
+
+
+class _GpuBudget(_BenchmarkBudget):
+    """nnU-Net's defaults, unchanged; only the seed and the skipped final validation differ."""
+
+
+class nnUNetTrainer_cpuBudget(_CpuBudget, nnUNetTrainer):
+    pass
+
+
+class nnUNetTrainer_gpuBudget(_GpuBudget, nnUNetTrainer):
+    pass
+
+
+class nnUNetTrainerTeViA_cpuBudget(_CpuBudget, nnUNetTrainerTeViA):
+    pass
+
+
+class nnUNetTrainerTeViA_gpuBudget(_GpuBudget, nnUNetTrainerTeViA):
+    pass
+
+
+class nnUNetTrainerTeViA_noText_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_noText):
+    pass
+
+
+class nnUNetTrainerTeViA_noText_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_noText):
+    pass
+
+
+class nnUNetTrainerTeViA_noAlign_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_noAlign):
+    pass
+
+
+class nnUNetTrainerTeViA_noAlign_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_noAlign):
+    pass
+
+
+class nnUNetTrainerTeViA_noProto_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_noProto):
+    pass
+
+
+class nnUNetTrainerTeViA_noProto_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_noProto):
+    pass

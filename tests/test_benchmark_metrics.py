@@ -1,0 +1,158 @@
+"""Per-case and pooled Dice / IoU against values worked out by hand on small masks."""
+import math
+
+import numpy as np
+import pytest
+
+from nnunetv2_tevia.evaluation.metrics import (Counts, confusion_counts, dice_from_counts, iou_from_counts, pooled,
+                                               summarise)
+
+
+def _mask(rows):
+    return np.array(rows, dtype=bool)
+
+
+# case A: gt has 4 pixels, prediction 2 of them plus 1 wrong -> tp 2, fp 1, fn 2
+GT_A = _mask([[1, 1, 0], [1, 1, 0], [0, 0, 0]])
+PRED_A = _mask([[1, 1, 1], [0, 0, 0], [0, 0, 0]])
+# case B: small lesion of 1 pixel, missed entirely, one false pixel elsewhere -> tp 0, fp 1, fn 1
+GT_B = _mask([[0, 0, 0], [0, 1, 0], [0, 0, 0]])
+PRED_B = _mask([[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+# case C: both empty
+EMPTY = np.zeros((3, 3), dtype=bool)
+
+
+def test_counts_of_one_case():
+    assert confusion_counts(PRED_A, GT_A) == Counts(tp=2, fp=1, fn=2)
+    assert confusion_counts(PRED_B, GT_B) == Counts(tp=0, fp=1, fn=1)
+    assert confusion_counts(EMPTY, EMPTY) == Counts(0, 0, 0)
+    # label maps are compared as given: the caller selects the label
+    assert confusion_counts(np.array([0, 2, 2]) == 2, np.array([2, 2, 0]) == 2) == Counts(tp=1, fp=1, fn=1)
+
+
+def test_per_case_dice_and_iou():
+    a = confusion_counts(PRED_A, GT_A)
+    assert dice_from_counts(a) == pytest.approx(2 * 2 / (2 * 2 + 1 + 2))  # 4/7
+    assert iou_from_counts(a) == pytest.approx(2 / 5)
+    b = confusion_counts(PRED_B, GT_B)
+    assert dice_from_counts(b) == 0.0 and iou_from_counts(b) == 0.0
+
+
+def test_empty_prediction_of_empty_ground_truth_scores_one():
+    c = confusion_counts(EMPTY, EMPTY)
+    assert dice_from_counts(c) == 1.0
+    assert iou_from_counts(c) == 1.0
+    # a false positive on an empty ground truth is a miss, not an empty case
+    assert dice_from_counts(confusion_counts(PRED_B, EMPTY)) == 0.0
+
+
+def test_pooled_differs_from_per_case_mean():
+    counts = [confusion_counts(PRED_A, GT_A), confusion_counts(PRED_B, GT_B)]
+    assert pooled(counts) == Counts(tp=2, fp=2, fn=3)
+    s = summarise(counts)
+    assert s["n_cases"] == 2
+    assert s["per_case_dice"] == pytest.approx((4 / 7 + 0.0) / 2)
+    assert s["per_case_iou"] == pytest.approx((2 / 5 + 0.0) / 2)
+    assert s["pooled_dice"] == pytest.approx(4 / 9)
+    assert s["pooled_iou"] == pytest.approx(2 / 7)
+
+
+def test_empty_case_counts_as_one_per_case_and_leaves_pooled_unchanged():
+    counts = [confusion_counts(PRED_A, GT_A), confusion_counts(EMPTY, EMPTY)]
+    s = summarise(counts)
+    assert s["per_case_dice"] == pytest.approx((4 / 7 + 1.0) / 2)
+    assert s["pooled_dice"] == pytest.approx(4 / 7)
+    assert summarise([Counts(0, 0, 0)])["pooled_dice"] == 1.0
+
+
+def test_no_cases_gives_nan():
+    s = summarise([])
+    assert s["n_cases"] == 0
+    assert all(math.isnan(s[k]) for k in ("per_case_dice", "per_case_iou", "pooled_dice", "pooled_iou"))
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shape"):
+        confusion_counts(np.zeros((2, 2), bool), np.zeros((3, 3), bool))
+
+
+def test_3d_masks():
+    gt = np.zeros((2, 2, 2), bool)
+    gt[0] = True
+    pred = np.zeros((2, 2, 2), bool)
+    pred[:, 0] = True
+    assert confusion_counts(pred, gt) == Counts(tp=2, fp=2, fn=2)
+    assert dice_from_counts(confusion_counts(pred, gt)) == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------ the benchmark script's split and summary
+def _benchmark_modules():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_report
+    import run_benchmark
+
+    return run_benchmark, bench_report
+
+
+def test_benchmark_split_keeps_existing_folds(tmp_path):
+    import json
+
+    run_benchmark, _ = _benchmark_modules()
+    ids = [f"case_{i:02d}" for i in range(20)]
+    split = run_benchmark.benchmark_split(ids, 2)
+    assert len(split["val"]) == 2 and sorted(split["train"] + split["val"]) == ids
+    assert run_benchmark.benchmark_split(list(reversed(ids)), 2) == split  # independent of the listing order
+
+    splits_file = tmp_path / "splits_final.json"
+    # dry run: nothing written, and the fold it would get is after nnU-Net's five default folds
+    assert run_benchmark.find_or_add_split(str(splits_file), split, ids, write=False) == 5
+    assert not splits_file.exists()
+    assert run_benchmark.find_or_add_split(str(splits_file), split, ids, write=True) == 5
+    folds = json.loads(splits_file.read_text())
+    assert len(folds) == 6 and all(len(f["val"]) == 4 for f in folds[:5])  # nnU-Net's 5-fold split, untouched
+    # a second call finds the fold instead of appending it again
+    assert run_benchmark.find_or_add_split(str(splits_file), split, ids, write=True) == 5
+    assert len(json.loads(splits_file.read_text())) == 6
+
+    # a user's own split file stays as it was, the benchmark fold goes after it
+    user = [{"train": ids[:10], "val": ids[10:]}]
+    splits_file.write_text(json.dumps(user))
+    assert run_benchmark.find_or_add_split(str(splits_file), split, ids, write=True) == 1
+    assert json.loads(splits_file.read_text())[0] == user[0]
+
+    with pytest.raises(SystemExit, match="val-cases"):
+        run_benchmark.benchmark_split(ids, 20)
+
+
+def test_summary_over_seeds_and_markdown():
+    _, bench_report = _benchmark_modules()
+
+    def run(trainer, seed, dice, spi):
+        return {"base_trainer": trainer, "trainer": trainer + "_cpuBudget", "seed": seed,
+                "scores": {"mean_over_labels": {"per_case_dice": dice, "per_case_iou": dice / 2,
+                                                "pooled_dice": dice + 0.1, "pooled_iou": dice / 2}},
+                "timing": {"seconds_per_iteration": spi},
+                "train_measure": {"peak_rss_mib": 1000.0, "wall_seconds": 600.0, "load_average_start": [3.0, 2, 1]}}
+
+    runs = [run("nnUNetTrainer", 0, 0.70, 1.0), run("nnUNetTrainer", 1, 0.74, 1.2),
+            run("nnUNetTrainerTeViA", 0, 0.8, 1.1),
+            {"base_trainer": "nnUNetTrainerTeViA_noText", "trainer": "nnUNetTrainerTeViA_noText_cpuBudget", "seed": 0}]
+    summary = bench_report.summarise_runs(runs[:3])
+    plain = summary["nnUNetTrainer"]["per_case_dice"]
+    assert plain["n"] == 2 and plain["mean"] == pytest.approx(0.72)
+    assert plain["sd"] == pytest.approx(np.std([0.70, 0.74], ddof=1))
+    assert summary["nnUNetTrainerTeViA"]["per_case_dice"]["n"] == 1
+    assert math.isnan(summary["nnUNetTrainerTeViA"]["per_case_dice"]["sd"])
+
+    results = {"config": {"dataset": "Dataset501_QaTa", "configuration": "2d", "budget": "cpu",
+                          "budget_description": "batch 8", "fold": 5, "n_train": 19, "n_val": 1, "n_test": 20},
+               "machine": {"cpu": "AMD EPYC", "logical_cpus": 2, "device": "cpu", "torch": "2", "gpu": None},
+               "runs": runs}
+    text = bench_report.markdown(results)
+    assert "| nnUNetTrainer | 0 1 | 0.7200 ± 0.0283 |" in text
+    assert "| nnUNetTrainerTeViA | 0 | 0.8000 |" in text
+    assert "Not finished yet: nnUNetTrainerTeViA_noText_cpuBudget (seed 0)" in text
+    assert "Pooled" in text and "Per-case" in text

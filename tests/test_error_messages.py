@@ -1,0 +1,263 @@
+"""Broken input through the real command-line tools: one line naming the file, the case and the fix, no traceback.
+
+Every test runs an installed console script in a subprocess against one tiny raw dataset (dataset.json and
+placeholder image files: the prompt and embed commands never read the pixels) and a fake results folder,
+so nothing here needs nnU-Net preprocessing or training. docs/troubleshooting.md lists these messages.
+"""
+import ast
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnunetv2_tevia.cli._common import exit_on_user_error
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tiny_text_models import make_tiny_bert  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = "Dataset987_Errors"
+TRAIN = ["case_a", "case_b", "case_c"]
+TEST = ["test_a"]
+REPORTS = {"case_a": "Two lesions in the left lung.", "case_b": "One lesion in the right lung.",
+           "case_c": "No finding.", "test_a": "Lesion in the upper left lung."}
+TRAINER_FOLDER = "nnUNetTrainerTeViA__nnUNetPlans__2d"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("errors")
+    raw = root / "raw" / DATASET
+    for sub, ids in (("imagesTr", TRAIN), ("imagesTs", TEST)):
+        (raw / sub).mkdir(parents=True)
+        for cid in ids:
+            (raw / sub / f"{cid}_0000.png").write_bytes(b"placeholder")
+    (raw / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "X-ray"}, "labels": {"background": 0, "lesion": 1},
+        "numTraining": len(TRAIN), "file_ending": ".png"}))
+    prompts = {"format": "nnunetv2-tevia-prompts", "version": 1, "cases": dict(REPORTS)}
+    (raw / "tevia_prompts.json").write_text(json.dumps(prompts, indent=2))
+    (root / "pre").mkdir()
+    # a model folder with fold 0 only: enough for the checks that run before any weights are loaded
+    fold0 = root / "results" / DATASET / TRAINER_FOLDER / "fold_0"
+    fold0.mkdir(parents=True)
+    (fold0 / "checkpoint_final.pth").write_bytes(b"placeholder")
+    env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
+               nnUNet_results=str(root / "results"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               nnUNet_compile="false", nnUNet_def_n_proc="1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return {"root": root, "raw": raw, "prompts": prompts, "env": env}
+
+
+def run(ws, *args):
+    return subprocess.run([str(a) for a in args], env=ws["env"], capture_output=True, text=True, timeout=240,
+                          cwd=ws["root"])
+
+
+def bad_prompts(ws, name, doc=None, raw=None) -> Path:
+    path = ws["root"] / name
+    path.write_bytes(raw if raw is not None else json.dumps(doc).encode())
+    return path
+
+
+def with_case(ws, cid, value) -> dict:
+    doc = json.loads(json.dumps(ws["prompts"]))
+    doc["cases"][cid] = value
+    return doc
+
+
+def assert_user_error(p, *needles, one_line=True, code=2):
+    """Exit ``code``, no traceback, one ``error:`` line holding every needle. ``one_line``: nothing else on
+    stderr (commands that fail before importing torch and transformers, whose warnings are not ours)."""
+    err = p.stderr
+    assert p.returncode == code, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{err}"
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:") or ": error: " in line]
+    assert len(errors) == 1, err
+    if one_line:
+        assert lines == errors, err
+    for needle in needles:
+        assert str(needle) in errors[0], f"{needle!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+# ------------------------------------------------------------------------------------------- prompt file
+@pytest.mark.parametrize("command", ["validate", "embed", "stats"])
+def test_malformed_json_names_file_and_position(ws, command):
+    path = bad_prompts(ws, f"malformed_{command}.json", raw=b'{"format": "nnunetv2-tevia-prompts",\n "cases": {"a": "x",}}')
+    line = assert_user_error(run(ws, "nnUNetv2_tevia_prompts", command, "-d", DATASET, "--prompts", path),
+                             path, "not valid JSON", "line 2")
+    assert " at at " not in line
+
+
+@pytest.mark.parametrize("doc, needles", [
+    ({"format": "something-else", "version": 1, "cases": {}}, ['"format"', "nnUNetv2_tevia_prompts init"]),
+    ({"format": "nnunetv2-tevia-prompts", "version": 7, "cases": {}}, ['"version": 7', "upgrade nnunetv2_tevia"]),
+])
+def test_wrong_format_or_version(ws, doc, needles):
+    path = bad_prompts(ws, f"format_{doc['version']}.json", doc)
+    assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "embed", "-d", DATASET, "--prompts", path), path, *needles)
+
+
+@pytest.mark.parametrize("value, needles", [
+    (42, ["'case_b'", "a number, not a string"]),
+    ("   ", ["'case_b'", "has no text", '"default"']),
+])
+def test_text_not_a_string_or_empty_names_the_case(ws, value, needles):
+    path = bad_prompts(ws, f"case_{type(value).__name__}.json", with_case(ws, "case_b", value))
+    assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "embed", "-d", DATASET, "--prompts", path), path, *needles)
+
+
+def test_plan_and_preprocess_checks_prompts_before_nnunet(ws):
+    path = bad_prompts(ws, "pp_empty.json", with_case(ws, "case_c", ""))
+    assert_user_error(run(ws, "nnUNetv2_tevia_plan_and_preprocess", "-d", DATASET, "-c", "2d", "--prompts", path),
+                      path, "'case_c'")
+    assert not (ws["root"] / "pre" / DATASET / "nnUNetPlans.json").exists()
+
+
+def test_not_utf8(ws):
+    raw = json.dumps(with_case(ws, "case_a", "Zwei Knötchen"), ensure_ascii=False).encode("latin-1")
+    path = bad_prompts(ws, "latin1.json", raw=raw)
+    assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "validate", "-d", DATASET, "--prompts", path),
+                      path, "not valid UTF-8", "byte 0xf6", "save the file with UTF-8")
+
+
+def test_over_256_mib_is_refused_without_reading(ws):
+    path = ws["root"] / "huge.json"
+    with open(path, "wb") as f:
+        f.truncate(300 * 2 ** 20)  # sparse: no disk space, and the command must not read it
+    try:
+        assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "validate", "-d", DATASET, "--prompts", path),
+                          path, "300 MiB", "256 MiB limit")
+    finally:
+        path.unlink()
+
+
+def test_unknown_case_id_is_an_error_with_strict(ws):
+    path = bad_prompts(ws, "ghost.json", with_case(ws, "ghost_1", "text"))
+    p = run(ws, "nnUNetv2_tevia_prompts", "validate", "-d", DATASET, "--prompts", path, "--strict")
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "'ghost_1' is not an image of imagesTr or imagesTs" in p.stderr and str(path) in p.stderr
+
+
+# ------------------------------------------------------------------------------------------- tables
+def test_duplicate_ids_in_csv_and_xlsx_write_nothing(ws):
+    import openpyxl
+
+    csv_path = ws["root"] / "dup.csv"
+    csv_path.write_text("Image,Description\ncase_a.png,first\ncase_b.png,second\nmask_case_a.png,again\n")
+    xlsx_path = ws["root"] / "dup.xlsx"
+    wb = openpyxl.Workbook()
+    for row in (["Image", "Description"], ["case_a.png", "a"], ["case_b.png", "b"], ["case_a.png", "c"]):
+        wb.active.append(row)
+    wb.save(xlsx_path)
+    target = ws["root"] / "imported.json"
+    assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "import", "-d", DATASET, "--csv", csv_path, "--prompts",
+                          target), csv_path, "'case_a.png'", "'mask_case_a.png'", "case 'case_a'", "one row per case")
+    assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "import", "-d", DATASET, "--csv", xlsx_path, "--prompts",
+                          target), xlsx_path, "row 2 and row 4")
+    assert not target.exists()
+
+
+def test_table_not_utf8(ws):
+    path = ws["root"] / "latin1.csv"
+    path.write_bytes("Image,Description\ncase_a.png,Kn\xf6tchen\n".encode("latin-1"))
+    assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "import", "-d", DATASET, "--csv", path, "--prompts",
+                          ws["root"] / "unused.json"), path, "line 2", "CSV UTF-8")
+
+
+# ------------------------------------------------------------------------------------------- encoders and cache
+def test_max_tokens_out_of_range_leaves_no_cache_folder(ws):
+    cache_root = ws["root"] / "pre" / DATASET / "tevia_text_cache"
+    assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "embed", "-d", DATASET, "--max-tokens", "100000",
+                          "--no-progress"), "max_tokens=100000", "--max-tokens", one_line=False)
+    assert not cache_root.exists() or not any(cache_root.iterdir())
+
+
+def test_remote_code_is_refused_unless_asked_and_never_runs(ws):
+    folder = ws["root"] / "remote_model"
+    make_tiny_bert(folder)
+    marker = ws["root"] / "REMOTE_CODE_RAN"
+    (folder / "custom_bert.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import BertConfig, BertModel\n"
+        "class CustomConfig(BertConfig):\n    model_type = 'custom_bert'\n"
+        "class CustomModel(BertModel):\n    config_class = CustomConfig\n")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="custom_bert",
+                  auto_map={"AutoConfig": "custom_bert.CustomConfig", "AutoModel": "custom_bert.CustomModel"})
+    (folder / "config.json").write_text(json.dumps(config))
+    assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "stats", "-d", DATASET, "-e", f"hf:{folder}"),
+                      folder, "--trust-remote-code", one_line=False)
+    assert not marker.exists()
+
+
+def test_corrupt_cache_is_repaired_by_embed_and_nothing_else_recomputed(ws):
+    first = run(ws, "nnUNetv2_tevia_prompts", "embed", "-d", DATASET, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    folder = next(p for p in (ws["root"] / "pre" / DATASET / "tevia_text_cache").iterdir() if p.is_dir()
+                  and (p / "manifest.json").exists())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    npz = folder / "texts" / f"{manifest['cases']['case_b']}.npz"
+    npz.write_bytes(npz.read_bytes()[:100])  # as a full disk or a kill during a non-atomic copy would leave it
+    (folder / "manifest.json").write_text((folder / "manifest.json").read_text()[:50])
+    again = run(ws, "nnUNetv2_tevia_prompts", "embed", "-d", DATASET, "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert "1 computed, 4 reused" in again.stdout
+
+
+# ------------------------------------------------------------------------------------------- prediction
+def predict(ws, *extra, prompts=None):
+    args = ["nnUNetv2_tevia_predict", "-i", ws["raw"] / "imagesTs", "-o", ws["root"] / "pred", "-d", DATASET,
+            "-c", "2d", "-device", "cpu", *extra]
+    return run(ws, *args, *(["--prompts", prompts] if prompts else []))
+
+
+def test_predict_names_the_missing_model_fold_and_input(ws):
+    assert_user_error(predict(ws, "-f", "0", "-tr", "nnUNetTrainerTeViA_tiny"), "no trained model at",
+                      "nnUNetTrainerTeViA_tiny__nnUNetPlans__2d", f"trained models of {DATASET}: {TRAINER_FOLDER}")
+    assert_user_error(predict(ws), "fold_1", "checkpoint_final.pth does not exist", "pass -f", "(0)")
+    p = run(ws, "nnUNetv2_tevia_predict", "-i", ws["root"] / "no_such_input", "-o", ws["root"] / "pred", "-d",
+            DATASET, "-c", "2d", "-f", "0")
+    assert_user_error(p, "no_such_input", "-i")
+    assert not (ws["root"] / "pred").exists()
+
+
+def test_predict_without_prompt_file_says_how_to_pass_one(ws):
+    missing = ws["root"] / "no_prompts.json"
+    assert_user_error(predict(ws, "-f", "0", prompts=missing), missing, "--prompts FILE", "--allow-missing-text",
+                      one_line=False)
+
+
+# ------------------------------------------------------------------------------------------- demo and entries
+def test_demo_id_clash_is_one_line(ws):
+    workdir = ws["root"] / "demo"
+    (workdir / "nnUNet_raw" / "Dataset990_SomethingElse").mkdir(parents=True)
+    assert_user_error(run(ws, "nnUNetv2_tevia_demo", "-o", workdir, "--num-train", "5", "--num-test", "1"),
+                      "Dataset990_SomethingElse", "-d ID", one_line=False)
+    assert sorted(os.listdir(workdir / "nnUNet_raw")) == ["Dataset990_SomethingElse"]
+    shutil.rmtree(workdir)
+
+
+def _console_scripts():
+    tree = ast.parse((REPO / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "console_scripts"
+                                              for k in node.keys):
+            scripts = node.values[[k.value for k in node.keys].index("console_scripts")]
+            return [ast.literal_eval(e) for e in scripts.elts]
+    raise AssertionError("setup.py declares no console_scripts")
+
+
+@pytest.mark.parametrize("script", _console_scripts())
+def test_every_entry_point_turns_user_errors_into_one_line(script):
+    name, target = (s.strip() for s in script.split("="))
+    module, func = target.split(":")
+    entry = getattr(importlib.import_module(module), func)
+    assert getattr(entry, "__code__", None) is exit_on_user_error(lambda: None).__code__, \
+        f"{name} ({target}) is not decorated with exit_on_user_error"
