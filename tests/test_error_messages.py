@@ -10,15 +10,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from nnunetv2_tevia.cli._common import exit_on_user_error
-
-sys.path.insert(0, os.path.dirname(__file__))
-from tiny_text_models import make_tiny_bert  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "Dataset987_Errors"
@@ -172,26 +168,46 @@ def test_table_not_utf8(ws):
 
 
 # ------------------------------------------------------------------------------------------- encoders and cache
-def test_max_tokens_out_of_range_leaves_no_cache_folder(ws):
-    cache_root = ws["root"] / "pre" / DATASET / "tevia_text_cache"
-    assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "embed", "-d", DATASET, "--max-tokens", "100000",
-                          "--no-progress"), "max_tokens=100000", "--max-tokens", one_line=False)
-    assert not cache_root.exists() or not any(cache_root.iterdir())
+def test_max_tokens_out_of_range_fails_before_preprocessing(ws):
+    assert_user_error(run(ws, "nnUNetv2_tevia_plan_and_preprocess", "-d", DATASET, "-c", "2d", "--max-tokens",
+                          "100000"), "max_tokens=100000", "--max-tokens", one_line=False)
+    assert not (ws["root"] / "pre" / DATASET / "nnUNetPlans.json").exists()
+
+
+def test_max_tokens_out_of_range_leaves_no_cache_folder(tmp_path):
+    from nnunetv2_tevia.errors import EncoderError
+    from nnunetv2_tevia.prompts.prompt_file import PromptFile
+    from nnunetv2_tevia.text.embed import embed_prompts
+    from nnunetv2_tevia.text.encoders import TextEncoder
+
+    class EightTokens(TextEncoder):
+        spec, clip_pretrained, encoder_id, revision, dim, max_context = "stub", None, "stub", "r1", 4, 8
+
+        def __init__(self):
+            super().__init__("cpu")
+
+    with pytest.raises(EncoderError, match=r"max_tokens=9 is outside 2\.\.8 .*--max-tokens"):
+        embed_prompts(PromptFile(path=None, cases={"a": "text"}), str(tmp_path / "cache"), EightTokens(), 9,
+                      progress=False)
+    assert not (tmp_path / "cache").exists()
 
 
 def test_remote_code_is_refused_unless_asked_and_never_runs(ws):
+    # A model folder that ships its own code (as CXR-BERT does); transformers refuses it before any weights
+    # are needed, so the folder holds no weights.
     folder = ws["root"] / "remote_model"
-    make_tiny_bert(folder)
+    folder.mkdir()
     marker = ws["root"] / "REMOTE_CODE_RAN"
     (folder / "custom_bert.py").write_text(
         f"open({str(marker)!r}, 'w').write('ran')\n"
         "from transformers import BertConfig, BertModel\n"
         "class CustomConfig(BertConfig):\n    model_type = 'custom_bert'\n"
         "class CustomModel(BertModel):\n    config_class = CustomConfig\n")
-    config = json.loads((folder / "config.json").read_text())
-    config.update(model_type="custom_bert",
-                  auto_map={"AutoConfig": "custom_bert.CustomConfig", "AutoModel": "custom_bert.CustomModel"})
-    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "custom_bert",
+        "auto_map": {"AutoConfig": "custom_bert.CustomConfig", "AutoModel": "custom_bert.CustomModel"}}))
+    (folder / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nlesion\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
     assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "stats", "-d", DATASET, "-e", f"hf:{folder}"),
                       folder, "--trust-remote-code", one_line=False)
     assert not marker.exists()
@@ -212,26 +228,23 @@ def test_corrupt_cache_is_repaired_by_embed_and_nothing_else_recomputed(ws):
 
 
 # ------------------------------------------------------------------------------------------- prediction
-def predict(ws, *extra, prompts=None):
-    args = ["nnUNetv2_tevia_predict", "-i", ws["raw"] / "imagesTs", "-o", ws["root"] / "pred", "-d", DATASET,
-            "-c", "2d", "-device", "cpu", *extra]
-    return run(ws, *args, *(["--prompts", prompts] if prompts else []))
+def predict(ws, *extra):
+    return run(ws, "nnUNetv2_tevia_predict", "-i", ws["raw"] / "imagesTs", "-o", ws["root"] / "pred", "-d", DATASET,
+               "-c", "2d", "-device", "cpu", *extra)
 
 
-def test_predict_names_the_missing_model_fold_and_input(ws):
-    assert_user_error(predict(ws, "-f", "0", "-tr", "nnUNetTrainerTeViA_tiny"), "no trained model at",
-                      "nnUNetTrainerTeViA_tiny__nnUNetPlans__2d", f"trained models of {DATASET}: {TRAINER_FOLDER}")
-    assert_user_error(predict(ws), "fold_1", "checkpoint_final.pth does not exist", "pass -f", "(0)")
-    p = run(ws, "nnUNetv2_tevia_predict", "-i", ws["root"] / "no_such_input", "-o", ws["root"] / "pred", "-d",
-            DATASET, "-c", "2d", "-f", "0")
-    assert_user_error(p, "no_such_input", "-i")
+@pytest.mark.parametrize("extra, needles", [
+    # -tr left at its default while the model was trained with a variant, or the reverse
+    (["-f", "0", "-tr", "nnUNetTrainerTeViA_tiny"],
+     ["no trained model at", "nnUNetTrainerTeViA_tiny__nnUNetPlans__2d", f"trained models of {DATASET}: "
+                                                                           f"{TRAINER_FOLDER}"]),
+    # -f left at its default (0 1 2 3 4) with only fold 0 trained
+    ([], ["fold_1", "checkpoint_final.pth does not exist", "pass -f", "(0)"]),
+    (["-f", "0", "--prompts", "no_prompts.json"], ["no_prompts.json", "--prompts FILE", "--allow-missing-text"]),
+])
+def test_predict_names_what_is_missing_before_loading_the_model(ws, extra, needles):
+    assert_user_error(predict(ws, *extra), *needles, one_line=False)
     assert not (ws["root"] / "pred").exists()
-
-
-def test_predict_without_prompt_file_says_how_to_pass_one(ws):
-    missing = ws["root"] / "no_prompts.json"
-    assert_user_error(predict(ws, "-f", "0", prompts=missing), missing, "--prompts FILE", "--allow-missing-text",
-                      one_line=False)
 
 
 # ------------------------------------------------------------------------------------------- demo and entries

@@ -89,10 +89,10 @@ def _run_stats(args) -> int:
 
 
 def _run_embed(args) -> int:
+    pf = load_checked_prompts(args.dataset, args.prompts)  # before importing torch: a typo fails in a second
     from nnunetv2_tevia.text.cache import dataset_cache_root
     from nnunetv2_tevia.text.embed import embed_prompts
 
-    pf = load_checked_prompts(args.dataset, args.prompts)
     root = dataset_cache_root(args.dataset)
     encoder = _load_encoder(args)
     t0 = time.perf_counter()

@@ -112,7 +112,6 @@ def checked_model_folder(dataset: str, trainer: str, plans: str, configuration: 
 
 @exit_on_user_error
 def predict_entry():
-    from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor
     from nnunetv2_tevia.prompts.prompt_file import load_prompts, resolve_prompt_path
 
     parser = build_parser()
@@ -135,6 +134,9 @@ def predict_entry():
     if prompts is None and not args.allow_missing_text:
         raise PromptFileError(f"no prompt file at {prompt_path}: pass --prompts FILE with the input cases' "
                               f"reports, or --allow-missing-text to predict on the model's no-report text")
+
+    # imported after the argument checks: it pulls in all of nnU-Net's network code
+    from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor
 
     predictor = nnUNetTeViAPredictor(tile_step_size=args.step_size, use_gaussian=True,
                                      use_mirroring=not args.disable_tta,

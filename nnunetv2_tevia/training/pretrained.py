@@ -111,7 +111,8 @@ def expand_checkpoint(plain_checkpoint: str, output_file: str, dataset_name_or_i
                       plans_identifier: str = "nnUNetPlans", trainer_name: str = "nnUNetTrainerTeViA") -> str:
     """Write a checkpoint for ``nnUNetv2_train -tr trainer_name -pretrained_weights``; return that command."""
     if not isfile(plain_checkpoint):
-        raise TeViAError(f"no checkpoint at {plain_checkpoint}")
+        raise TeViAError(f"no checkpoint at {plain_checkpoint}: pass -i with the checkpoint_final.pth of a plain "
+                         f"nnUNetv2_train run")
     try:
         plain = torch.load(plain_checkpoint, map_location="cpu", weights_only=False)
     except Exception as e:  # a truncated or foreign file: say which
