@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,15 @@ def ws(tmp_path_factory):
     return {"root": root, "raw": raw, "prompts": prompts, "env": env}
 
 
-def run(ws, *args):
-    return subprocess.run([str(a) for a in args], env=ws["env"], capture_output=True, text=True, timeout=240,
-                          cwd=ws["root"])
+def _script(name: str) -> str:
+    # the console script of this interpreter's environment, even when that environment is not activated
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    return beside if os.path.isfile(beside) else (shutil.which(name) or name)
+
+
+def run(ws, script, *args):
+    return subprocess.run([_script(script), *map(str, args)], env=ws["env"], capture_output=True, text=True,
+                          timeout=240, cwd=ws["root"])
 
 
 def bad_prompts(ws, name, doc=None, raw=None) -> Path:
@@ -85,7 +92,8 @@ def assert_user_error(p, *needles, one_line=True, code=2):
 # ------------------------------------------------------------------------------------------- prompt file
 @pytest.mark.parametrize("command", ["validate", "embed", "stats"])
 def test_malformed_json_names_file_and_position(ws, command):
-    path = bad_prompts(ws, f"malformed_{command}.json", raw=b'{"format": "nnunetv2-tevia-prompts",\n "cases": {"a": "x",}}')
+    path = bad_prompts(ws, f"malformed_{command}.json",
+                       raw=b'{"format": "nnunetv2-tevia-prompts",\n "cases": {"a": "x",}}')
     line = assert_user_error(run(ws, "nnUNetv2_tevia_prompts", command, "-d", DATASET, "--prompts", path),
                              path, "not valid JSON", "line 2")
     assert " at at " not in line
