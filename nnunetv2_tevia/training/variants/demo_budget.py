@@ -1,7 +1,7 @@
 """The demo's training budget, applied alike to TeViA and to plain nnU-Net so the comparison is fair.
 
-Sized for a 2-core CPU: the README's demo (both trainings, prediction and report) runs in about
-20 minutes there. Set ``TEVIA_DEMO_EPOCHS`` to train longer or shorter without a new class.
+Sized for a 2-core CPU, where the whole demo was meant to take about 20 minutes (measured 41 minutes
+with the machine shared with other jobs; see docs/demo.md). Set ``TEVIA_DEMO_EPOCHS`` to train longer or shorter without a new class.
 """
 import os
 
