@@ -15,6 +15,11 @@ def _add_encoder_options(p: argparse.ArgumentParser) -> None:
                    help="[REQUIRED] dataset name or id (e.g. 3 or Dataset003_Liver)")
     p.add_argument("--prompts", default=None,
                    help="[OPTIONAL] prompt file to use instead of $nnUNet_raw/DatasetXXX_Name/tevia_prompts.json")
+    add_encoder_arguments(p)
+
+
+def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
+    """The text-encoder options shared by embed, stats and nnUNetv2_tevia_plan_and_preprocess."""
     p.add_argument("-e", dest="encoder", default="default",
                    help="[OPTIONAL] text encoder: default (packaged all-MiniLM-L6-v2), hf:<hub name or local "
                         "folder>, or clip:<open_clip model name>. Default: default")

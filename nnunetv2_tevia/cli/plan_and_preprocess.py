@@ -9,7 +9,7 @@ import os
 import sys
 
 from nnunetv2_tevia.cli._common import exit_on_user_error
-from nnunetv2_tevia.cli.embed_cmds import DEFAULT_MAX_TOKENS, load_checked_prompts
+from nnunetv2_tevia.cli.embed_cmds import add_encoder_arguments, load_checked_prompts
 from nnunetv2_tevia.errors import PromptFileError
 
 
@@ -51,19 +51,9 @@ def plan_and_preprocess_entry(argv=None):
     parser.add_argument("--prompts", default=None,
                         help="[OPTIONAL] prompt file instead of $nnUNet_raw/DatasetXXX_Name/tevia_prompts.json "
                              "(one dataset only)")
-    parser.add_argument("-e", dest="encoder", default="default",
-                        help="[OPTIONAL] text encoder: default, hf:<hub name or folder>, clip:<open_clip model>. "
-                             "Default: default")
-    parser.add_argument("--clip-pretrained", default=None,
-                        help="[OPTIONAL] for clip: encoders, an open_clip pretrained tag or a local weights file")
-    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
-                        help=f"[OPTIONAL] tokens kept per text. Default: {DEFAULT_MAX_TOKENS}")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="[OPTIONAL] let transformers run model code shipped with an hf: model (CXR-BERT)")
+    add_encoder_arguments(parser)
     parser.add_argument("--embed-batch-size", type=int, default=64,
                         help="[OPTIONAL] texts per encoder call. Default: 64")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="[OPTIONAL] where the text encoder runs. Default: auto")
     args, passthrough = parser.parse_known_args(argv)
     if args.prompts and len(args.datasets) > 1:
         raise PromptFileError("--prompts names one prompt file but -d lists several datasets: run one dataset "
