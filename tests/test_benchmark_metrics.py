@@ -156,3 +156,32 @@ def test_summary_over_seeds_and_markdown():
     assert "| nnUNetTrainerTeViA | 0 | 0.8000 |" in text
     assert "Not finished yet: nnUNetTrainerTeViA_noText_cpuBudget (seed 0)" in text
     assert "Pooled" in text and "Per-case" in text
+
+
+def test_no_report_prediction_command_and_row(tmp_path):
+    """--no-report: the TeViA model predicts every case on its no-report text, scored as a row of its own."""
+    import json
+    from argparse import Namespace
+
+    from nnunetv2_tevia.prompts.prompt_file import load_prompts
+
+    run_benchmark, bench_report = _benchmark_modules()
+    run = run_benchmark.Run("nnUNetTrainerTeViA_textDropout", 0, "nnUNetTrainerTeViA_textDropout_cpuBudget", True,
+                            str(tmp_path / "models"), str(tmp_path / "model"), str(tmp_path / "run"))
+    args = Namespace(c="2d", p="nnUNetPlans", device="cpu", disable_tta=False)
+    prompts = run_benchmark.no_report_prompts(str(tmp_path))
+    assert load_prompts(prompts).cases == {}  # a valid prompt file that names no case
+    cmd = run_benchmark.predict_command(run, args, "Dataset501_QaTa", 5, "imgs", prompts, "cache", no_report=True)
+    assert cmd[cmd.index("-o") + 1] == run.no_report_folder != run.pred_folder
+    assert cmd[cmd.index("--prompts") + 1] == prompts and "--allow-missing-text" in cmd
+    assert "--allow-missing-text" not in run_benchmark.predict_command(run, args, "D", 5, "imgs", "p.json", "cache")
+
+    (tmp_path / "run").mkdir()
+    scores = {"mean_over_labels": {"per_case_dice": 0.61, "per_case_iou": 0.5, "pooled_dice": 0.7,
+                                   "pooled_iou": 0.55}, "labels": {"1": {"summary": {}}}}
+    (tmp_path / "run" / "scores_no_report.json").write_text(json.dumps(scores))
+    row = run_benchmark.collect_no_report(run)
+    assert row["base_trainer"] == "nnUNetTrainerTeViA_textDropout (no report)"
+    assert row["scores"]["mean_over_labels"]["per_case_dice"] == 0.61
+    summary = bench_report.summarise_runs([row])
+    assert summary["nnUNetTrainerTeViA_textDropout (no report)"]["per_case_dice"]["mean"] == pytest.approx(0.61)

@@ -47,6 +47,7 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_guided_stages = 3
         self.alignment_weight = 0.1
+        self.cross_attention_initial_scale = 0.01  # the reference's value; see docs/architecture.md
         self.use_alignment = True
         self.use_prototype = True
         self.prototype_momentum = 0.99
@@ -131,7 +132,8 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         num_stages = min(self.num_guided_stages, n_decoder_stages)
         config = TeViAConfig(text_tokens=cache.max_tokens, text_dim=cache.dim, num_guided_stages=num_stages,
                              encoder=cache.encoder_record(), no_report_text=cache.no_report_text,
-                             text_dropout=self.text_dropout, case_text=self.use_case_text)
+                             text_dropout=self.text_dropout, case_text=self.use_case_text,
+                             initial_scale=self.cross_attention_initial_scale)
         config.slots = config.resolved_slots(num_stages)
         # the same dict object is saved as plans.json and, through init_args, in every checkpoint
         self.plans_manager.plans[PLANS_KEY] = config.to_dict()

@@ -18,6 +18,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 from nnunetv2_tevia.training.variants.ablations import (nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
                                                         nnUNetTrainerTeViA_noText)
+from nnunetv2_tevia.training.variants.text_dropout import nnUNetTrainerTeViA_textDropout
 
 SEED_ENV = "TEVIA_BENCH_SEED"
 EPOCHS_ENV = "TEVIA_BENCH_EPOCHS"
@@ -30,7 +31,8 @@ CPU_VAL_ITERATIONS = 2
 PEAK_GPU_MEMORY_LOG = "benchmark: peak GPU memory allocated (MiB):"
 
 __all__ = [f"{base.__name__}_{budget}" for base in (nnUNetTrainer, nnUNetTrainerTeViA, nnUNetTrainerTeViA_noText,
-                                                      nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto)
+                                                      nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
+                                                      nnUNetTrainerTeViA_textDropout)
            for budget in ("cpuBudget", "gpuBudget")]
 
 
@@ -114,4 +116,12 @@ class nnUNetTrainerTeViA_noProto_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_noProt
 
 
 class nnUNetTrainerTeViA_noProto_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_noProto):
+    pass
+
+
+class nnUNetTrainerTeViA_textDropout_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_textDropout):
+    """For measuring one model with and without reports (docs/text_dropout.md); not one of the five."""
+
+
+class nnUNetTrainerTeViA_textDropout_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_textDropout):
     pass

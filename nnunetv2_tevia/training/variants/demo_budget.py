@@ -9,6 +9,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
+from nnunetv2_tevia.training.variants.text_dropout import nnUNetTrainerTeViA_textDropout
 
 
 def apply_demo_budget(trainer: nnUNetTrainer) -> None:
@@ -25,6 +26,15 @@ class nnUNetTrainer_demoBudget(nnUNetTrainer):
 
 
 class nnUNetTrainerTeViA_demoBudget(nnUNetTrainerTeViA):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        apply_demo_budget(self)
+
+
+class nnUNetTrainerTeViA_textDropout_demoBudget(nnUNetTrainerTeViA_textDropout):
+    """The demo budget with text dropout: one demo model measured with and without reports."""
+
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
