@@ -99,7 +99,7 @@ def markdown(results: Dict) -> str:
               "divided by the training iterations per epoch; an epoch also holds a few validation iterations, the "
               "checkpoint and the progress plot. Peak RSS: the training process's own high-water mark (VmHWM); "
               "its data-augmentation workers come on top (the peak of the summed proportional set size of the "
-              "process and its workers, sampled each second, is in results.json as peak_tree_pss_mib). Training "
+              "process and its workers, sampled every 10 s, is in results.json as peak_tree_pss_mib). Training "
               "wall time includes process start-up.", "",
               "## Runs", "",
               "| trainer | seed | per-case Dice | pooled Dice | s / iteration | peak RSS (MiB) | prediction (s) |",

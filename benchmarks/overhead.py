@@ -94,8 +94,7 @@ def prepare(args, env: Dict[str, str]) -> None:
             generate_demo_dataset(env["nnUNet_raw"], dataset_id=DATASET_IDS[setup.three_d], name=name.split("_", 1)[1],
                                   num_train=args.cases_3d if setup.three_d else args.cases_2d, num_test=0, size=size, three_d=setup.three_d, seed=0,
                                   overwrite=True)
-        pre = os.path.join(env["nnUNet_preprocessed"], name)
-        if not os.path.isdir(os.path.join(pre, f"{setup.plans}_{setup.configuration}")):
+        if not is_preprocessed(os.path.join(env["nnUNet_preprocessed"], name), setup):
             cmd = ["nnUNetv2_tevia_plan_and_preprocess", "-d", str(DATASET_IDS[setup.three_d]),
                    "-c", setup.configuration, "-np", "2"]
             if setup.planner:
@@ -114,6 +113,17 @@ def prepare(args, env: Dict[str, str]) -> None:
                 if subprocess.run(cmd, env=dict(os.environ, **env, **WORKER_ENV), stdout=f,
                                   stderr=subprocess.STDOUT).returncode:
                     raise SystemExit(f"error: drawing the batches of {setup.name} failed; see {log}")
+
+
+def is_preprocessed(folder: str, setup: Setup) -> bool:
+    """The setup's plans exist and so does its data folder (ResEnc plans reuse nnUNetPlans' data folder)."""
+    plans_file = os.path.join(folder, setup.plans + ".json")
+    if not os.path.isfile(plans_file):
+        return False
+    with open(plans_file) as f:
+        configuration = json.load(f)["configurations"].get(setup.configuration, {})
+    identifier = configuration.get("data_identifier", f"{setup.plans}_{setup.configuration}")
+    return os.path.isdir(os.path.join(folder, identifier))
 
 
 def batches_file(out: str, setup: Setup, batch_size: int) -> str:

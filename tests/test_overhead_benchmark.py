@@ -64,8 +64,8 @@ def test_overhead_script_end_to_end(tmp_path):
     """A real, tiny run: synthetic data, planning, saved batches, one round per trainer in subprocesses."""
     out = tmp_path / "ovh"
     cmd = [sys.executable, str(BENCHMARKS / "overhead.py"), "-o", str(out), "--setups", "2d", "--size-2d", "64",
-           "--cases-2d", "12", "--rounds", "1", "--warmup-rounds", "0", "--steps", "1", "--warmup-steps", "1", "--cases-inference", "1",
-           "--batches", "2"]
+           "--cases-2d", "12", "--rounds", "1", "--warmup-rounds", "0", "--steps", "1", "--warmup-steps", "1",
+           "--cases-inference", "1", "--batches", "2"]
     env = dict(os.environ, nnUNet_def_n_proc="1")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -74,6 +74,16 @@ def test_overhead_script_end_to_end(tmp_path):
     assert row["seconds_per_step"] > 0 and row["inference_seconds_per_case"] > 0
     assert row["ratios"]["seconds_per_step"]["median"] > 0
     assert row["guided_stage_tokens"] and 0 < row["guidance_share_of_forward"] < 1
+    # the guided network does strictly more arithmetic than the plain one, but not several times more
+    assert 1 < row["forward_flops"]["flop_ratio"] < 2
     # both trainers trained on the very same saved batches
     assert {r["trainer"] for r in report["runs"]} == {"nnUNetTrainer", "nnUNetTrainerTeViA"}
     assert "nnUNetTrainerTeViA" in (out / "overhead.md").read_text()
+
+    # --flops-only on the same folder: nothing is planned again, one row per setup
+    proc = subprocess.run(cmd[:4] + ["--setups", "2d", "--size-2d", "64", "--cases-2d", "12", "--flops-only"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "plan_and_preprocess" not in proc.stdout
+    rows = [l for l in (out / "flops.md").read_text().splitlines() if l.startswith("| 2d |")]
+    assert len(rows) == 1 and "64x64" in rows[0]
