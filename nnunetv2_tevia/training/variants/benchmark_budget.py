@@ -1,7 +1,8 @@
 """The benchmark's training budgets, applied alike to plain nnU-Net, TeViA and its three ablations.
 
 ``_cpuBudget``: batch 8 and ``TEVIA_BENCH_EPOCHS`` x ``TEVIA_BENCH_ITERS`` training steps (default 30 x 40),
-sized so that the five trainers finish in about 2.5 h on a 2-core CPU at 112 x 112 (docs/benchmarks.md).
+meant for the five trainers to finish in about 2.5 h on a 2-core CPU at 112 x 112; a measured training ran at
+1.66 s per iteration, so they take about 3.3 h there (docs/benchmarks.md, which suggests TEVIA_BENCH_ITERS=25).
 ``_gpuBudget``: nnU-Net's own schedule (1000 x 250) and the plans' batch size.
 
 Both seed ``random``, numpy and torch from ``TEVIA_BENCH_SEED`` (default 0) before the network is built, and
