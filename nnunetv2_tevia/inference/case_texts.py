@@ -4,6 +4,7 @@ The model's plans.json records the encoder (spec, id, revision), max tokens and 
 with; prediction embeds with exactly that encoder, into a cache beside the output (or a folder of the
 user's), so nothing from ``nnUNet_preprocessed`` is needed.
 """
+import json
 import os
 from typing import Dict, Iterable, Optional, Tuple
 
@@ -45,15 +46,53 @@ def texts_for_cases(pf: Optional[PromptFile], case_ids: Iterable[str], model_no_
     return texts
 
 
+def cached_features(texts: Dict[str, str], record: dict, cache_root: str) -> Optional[Dict[str, TextFeatures]]:
+    """Every text's features from an earlier run's cache for the encoder ``record`` describes, or None as soon
+    as one is missing or unreadable (or the cache was made by another encoder).
+
+    The cache folder is the one ``embed_prompts`` writes for that record; its manifest must name the same
+    encoder (id, revision, dim, max_tokens). Texts are looked up by their sha256, the rule ``embed_prompts``
+    files them under (an empty text is the prompt file's no-report text), so the features are exactly the
+    ones a fresh embedding would return, and the encoder is not loaded at all.
+    """
+    from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
+    from nnunetv2_tevia.text.cache import MANIFEST, TEXTS, cache_slug, load_text_npz, record_mismatches
+
+    try:
+        folder = os.path.join(os.path.abspath(cache_root),
+                              cache_slug(record["encoder_id"], record["revision"], record["max_tokens"]))
+        with open(os.path.join(folder, MANIFEST)) as f:
+            made_by = json.load(f)["encoder"]
+        if record_mismatches(made_by, record):
+            return None
+        fallback = no_report_text(PromptFile(path=None, cases=dict(texts)))
+        out = {}
+        for k, text in texts.items():
+            sha = text_sha256(text if isinstance(text, str) and text.strip() else fallback)
+            feats, mask, _ = load_text_npz(os.path.join(folder, TEXTS, f"{sha}.npz"), int(record["max_tokens"]),
+                                           int(record["dim"]))
+            out[k] = (feats, mask)
+        return out
+    except Exception:  # missing, partial or corrupt: embed_prompts recomputes (and repairs) what is needed
+        return None
+
+
 def embed_for_model(texts: Dict[str, str], config: TeViAConfig, cache_root: str, *, encoder_spec: Optional[str] = None,
                     device=None, trust_remote_code: bool = False, progress: bool = True) -> Dict[str, TextFeatures]:
     """Embed with the encoder the model was trained with. ``encoder_spec`` may point elsewhere (the model was
-    trained on another machine with ``-e hf:/their/folder``); the weights must still be the same."""
+    trained on another machine with ``-e hf:/their/folder``); the weights must still be the same.
+
+    When the cache already holds every text for that encoder, nothing is loaded: predicting a folder again,
+    or on a machine without the encoder's weights but with the cache, costs no encoder start-up.
+    """
     from nnunetv2_tevia.text.cache import record_mismatches
     from nnunetv2_tevia.text.embed import embed_prompts
     from nnunetv2_tevia.text.encoders import load_encoder
 
     record = dict(config.encoder, max_tokens=config.text_tokens)
+    found = cached_features(texts, record, cache_root)
+    if found is not None:
+        return found
     spec = encoder_spec or record["encoder_spec"]
     encoder = load_encoder(spec, clip_pretrained=record.get("clip_pretrained"),
                            trust_remote_code=trust_remote_code, device=device)

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='[OPTIONAL] Predict cases without a report on the model\'s no-report text instead of '
                         'stopping. Without it, such a case is an error unless the prompt file has a "default".')
     p.add_argument('--text-cache', type=str, default=None,
-                   help='[OPTIONAL] Folder for the text embeddings. Default: OUTPUT/.tevia_text_cache')
+                   help='[OPTIONAL] Folder for the text embeddings. When it already holds every text to predict, '
+                        'the encoder is not loaded. Default: OUTPUT/.tevia_text_cache')
     p.add_argument('--text-encoder', type=str, default=None,
                    help='[OPTIONAL] Where to load the model\'s text encoder from, if not where plans.json says '
                         '(e.g. hf:/local/copy). Its weights must be the ones the model was trained with.')
