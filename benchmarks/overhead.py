@@ -99,6 +99,8 @@ def prepare(args, env: Dict[str, str]) -> None:
                    "-c", setup.configuration, "-np", "2"]
             if setup.planner:
                 cmd += ["-pl", setup.planner]
+            if args.text_encoder:
+                cmd += ["-e", args.text_encoder]
             log = os.path.join(args.out, "logs", f"plan_{setup.name}.log")
             print(f"$ {' '.join(cmd)}   (log: {log})", flush=True)
             with open(log, "w") as f:
@@ -467,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default=os.path.join(tempfile.gettempdir(), "tevia_overhead"),
                    help="[OPTIONAL] work folder: datasets, batches, overhead.json, overhead.md. Default: "
                         "$TMPDIR/tevia_overhead")
+    p.add_argument("--text-encoder", default=None,
+                   help="[OPTIONAL] encoder for the synthetic reports (-e of nnUNetv2_tevia_plan_and_preprocess), e.g. "
+                        "hf:/folder on a machine without the default encoder; only its hidden size matters for "
+                        "the timing. Default: the default encoder")
     p.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS),
                    help=f"[OPTIONAL] Default: {' '.join(SETUPS)}")
     p.add_argument("--trainers", nargs="+", default=[BASELINE, "nnUNetTrainerTeViA"],

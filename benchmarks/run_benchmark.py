@@ -32,8 +32,9 @@ import bench_scoring  # noqa: E402
 
 TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText", "nnUNetTrainerTeViA_noAlign",
             "nnUNetTrainerTeViA_noProto")
-# not part of 'all': text dropout is for measuring one model with and without reports (--no-report)
-OPTIONAL_TRAINERS = ("nnUNetTrainerTeViA_textDropout",)
+# not part of 'all': text dropout is for measuring one model with and without reports (--no-report); full DA is
+# TeViA with nnU-Net's mirroring and rotations, for reports whose locations survive mirroring (or name none)
+OPTIONAL_TRAINERS = ("nnUNetTrainerTeViA_textDropout", "nnUNetTrainerTeViA_fullDA")
 SEEDED_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA")
 NO_REPORT = " (no report)"
 NO_REPORT_ENV = {"NNUNETV2_TEVIA_ALLOW_NO_REPORT": "1"}  # models trained without text dropout may run on it too
@@ -277,6 +278,16 @@ def collect_no_report(run: Run) -> Dict:
     return entry
 
 
+def scored_entries(runs: List[Run], no_report: bool) -> List[Dict]:
+    """--report-only: the rows of the runs already scored, nothing else (unfinished runs are left out, not listed
+    as unfinished, because another call may be training them right now)."""
+    entries = [collect(r) for r in runs if isfile(join(r.run_folder, "scores.json"))]
+    if no_report:
+        entries += [collect_no_report(r) for r in runs
+                    if r.is_tevia and isfile(join(r.run_folder, "scores_no_report.json"))]
+    return entries
+
+
 def budget_description(args) -> str:
     if args.budget == "gpu":
         return ("nnU-Net's schedule and the plans' batch size (1000 epochs x 250 iterations; "
@@ -322,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true",
                    help="[OPTIONAL] also predict every TeViA model with no report for any test case (the model's "
                         "no-report text) and score it as '<trainer> (no report)': what a missing report costs")
+    p.add_argument("--report-only", action="store_true",
+                   help="[OPTIONAL] train and predict nothing: write results.md/json/png from the runs of this "
+                        "selection that are already scored (e.g. while other calls of this script, one per trainer, "
+                        "are still running into the same -o)")
     p.add_argument("--dry-run", action="store_true",
                    help="[OPTIONAL] print the commands that would run (nothing is written)")
     return p
@@ -399,6 +414,13 @@ def main(argv=None) -> None:
         if args.no_report:
             entries += [collect_no_report(x) for x in runs if x.is_tevia]
         return entries
+
+    if args.report_only:
+        entries = scored_entries(runs, args.no_report)
+        write_report(args.o, config, machine, entries)
+        print(f"wrote {join(args.o, 'results.md')} from the {len(entries)} scored row(s) of {len(runs)} run(s) "
+              f"(--report-only)")
+        return
 
     done = []
     for i, r in enumerate(runs):

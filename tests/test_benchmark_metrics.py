@@ -1,5 +1,6 @@
 """Per-case and pooled Dice / IoU against values worked out by hand on small masks."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -185,3 +186,55 @@ def test_no_report_prediction_command_and_row(tmp_path):
     assert row["scores"]["mean_over_labels"]["per_case_dice"] == 0.61
     summary = bench_report.summarise_runs([row])
     assert summary["nnUNetTrainerTeViA_textDropout (no report)"]["per_case_dice"]["mean"] == pytest.approx(0.61)
+
+
+def test_report_only_lists_scored_runs_alone(tmp_path):
+    """--report-only: rows for the scored runs (and their no-report scores), none for runs still training."""
+    import json
+
+    run_benchmark, bench_report = _benchmark_modules()
+
+    def make(base, seed, tevia):
+        return run_benchmark.Run(base, seed, base + "_cpuBudget", tevia, str(tmp_path / "models"),
+                                 str(tmp_path / "models" / base / str(seed)), str(tmp_path / "runs" / base / str(seed)))
+
+    scores = {"mean_over_labels": {"per_case_dice": 0.6, "per_case_iou": 0.5, "pooled_dice": 0.7, "pooled_iou": 0.55},
+              "labels": {"1": {"summary": {}}}}
+    done, no_report_done, training = (make("nnUNetTrainer", 0, False), make("nnUNetTrainerTeViA", 0, True),
+                                      make("nnUNetTrainerTeViA", 1, True))
+    for r, files in ((done, ["scores.json"]), (no_report_done, ["scores.json", "scores_no_report.json"]),
+                     (training, [])):
+        os.makedirs(r.run_folder)
+        for f in files:
+            with open(os.path.join(r.run_folder, f), "w") as fh:
+                json.dump(scores, fh)
+    rows = run_benchmark.scored_entries([done, no_report_done, training], no_report=True)
+    assert [(r["base_trainer"], r["seed"]) for r in rows] == [
+        ("nnUNetTrainer", 0), ("nnUNetTrainerTeViA", 0), ("nnUNetTrainerTeViA (no report)", 0)]
+    assert len(run_benchmark.scored_entries([done, no_report_done, training], no_report=False)) == 2
+    assert "Not finished yet" not in bench_report.markdown(
+        {"config": {"dataset": "D", "configuration": "2d", "budget": "cpu", "budget_description": "b", "fold": 5,
+                    "n_train": 1, "n_val": 1, "n_test": 1},
+         "machine": {"cpu": "x", "logical_cpus": 2, "device": "cpu", "torch": "2", "gpu": None}, "runs": rows})
+
+
+def test_every_benchmark_trainer_has_both_budget_variants_nnunet_can_find(monkeypatch):
+    """run_benchmark wraps each trainer it offers in <name>_cpuBudget / _gpuBudget; nnUNetv2_train must find them."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunetv2_tevia.registration import shim_folder, with_shim
+    from nnunetv2_tevia.training import all_trainers
+    from nnunetv2_tevia.training.variants import benchmark_budget as budget
+
+    monkeypatch.setenv("nnUNet_extTrainer", with_shim(os.environ.get("nnUNet_extTrainer", "")))
+    assert os.path.isdir(shim_folder())
+    run_benchmark, _ = _benchmark_modules()
+    for base in run_benchmark.TRAINERS + run_benchmark.OPTIONAL_TRAINERS:
+        base_cls = recursive_find_trainer_class_by_name(base)
+        assert base_cls is getattr(all_trainers, base)
+        for variant, mixin in (("cpuBudget", budget._CpuBudget), ("gpuBudget", budget._GpuBudget)):
+            cls = recursive_find_trainer_class_by_name(f"{base}_{variant}")
+            assert cls is getattr(all_trainers, f"{base}_{variant}")
+            # the budget comes first in the MRO, so its epochs / batch size win over the trainer's own
+            assert issubclass(cls, base_cls) and cls.__mro__[1] is mixin
+    assert budget.CPU_EPOCHS * budget.CPU_ITERATIONS == 1000  # the documented default (docs/benchmarks.md)

@@ -1,8 +1,8 @@
 """The benchmark's training budgets, applied alike to plain nnU-Net, TeViA and its three ablations.
 
-``_cpuBudget``: batch 8 and ``TEVIA_BENCH_EPOCHS`` x ``TEVIA_BENCH_ITERS`` training steps (default 30 x 40),
-meant for the five trainers to finish in about 2.5 h on a 2-core CPU at 112 x 112; a measured training ran at
-1.66 s per iteration, so they take about 3.3 h there (docs/benchmarks.md, which suggests TEVIA_BENCH_ITERS=25).
+``_cpuBudget``: batch 8 and ``TEVIA_BENCH_EPOCHS`` x ``TEVIA_BENCH_ITERS`` training steps (default 25 x 40 = 1000),
+sized from a measured step time: on the 2-core development CPU at 112 x 112 a training step took 1.45-1.66 s, so
+the five trainers take about 2.4 h there (docs/benchmarks.md, "Why 1000 steps").
 ``_gpuBudget``: nnU-Net's own schedule (1000 x 250) and the plans' batch size.
 
 Both seed ``random``, numpy and torch from ``TEVIA_BENCH_SEED`` (default 0) before the network is built, and
@@ -19,13 +19,14 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 from nnunetv2_tevia.training.variants.ablations import (nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
                                                         nnUNetTrainerTeViA_noText)
+from nnunetv2_tevia.training.variants.augmentation import nnUNetTrainerTeViA_fullDA
 from nnunetv2_tevia.training.variants.text_dropout import nnUNetTrainerTeViA_textDropout
 
 SEED_ENV = "TEVIA_BENCH_SEED"
 EPOCHS_ENV = "TEVIA_BENCH_EPOCHS"
 ITERS_ENV = "TEVIA_BENCH_ITERS"
 CPU_BATCH_SIZE = 8
-CPU_EPOCHS = 30
+CPU_EPOCHS = 25
 CPU_ITERATIONS = 40
 # the per-epoch pseudo Dice only feeds the progress plot; the benchmark predicts with checkpoint_final
 CPU_VAL_ITERATIONS = 2
@@ -33,7 +34,7 @@ PEAK_GPU_MEMORY_LOG = "benchmark: peak GPU memory allocated (MiB):"
 
 __all__ = [f"{base.__name__}_{budget}" for base in (nnUNetTrainer, nnUNetTrainerTeViA, nnUNetTrainerTeViA_noText,
                                                       nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
-                                                      nnUNetTrainerTeViA_textDropout)
+                                                      nnUNetTrainerTeViA_textDropout, nnUNetTrainerTeViA_fullDA)
            for budget in ("cpuBudget", "gpuBudget")]
 
 
@@ -125,4 +126,12 @@ class nnUNetTrainerTeViA_textDropout_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_te
 
 
 class nnUNetTrainerTeViA_textDropout_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_textDropout):
+    pass
+
+
+class nnUNetTrainerTeViA_fullDA_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_fullDA):
+    pass
+
+
+class nnUNetTrainerTeViA_fullDA_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_fullDA):
     pass
