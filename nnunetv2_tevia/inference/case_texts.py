@@ -4,7 +4,6 @@ The model's plans.json records the encoder (spec, id, revision), max tokens and 
 with; prediction embeds with exactly that encoder, into a cache beside the output (or a folder of the
 user's), so nothing from ``nnUNet_preprocessed`` is needed.
 """
-import json
 import os
 from typing import Dict, Iterable, Optional, Tuple
 
@@ -56,21 +55,18 @@ def cached_features(texts: Dict[str, str], record: dict, cache_root: str) -> Opt
     ones a fresh embedding would return, and the encoder is not loaded at all.
     """
     from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
-    from nnunetv2_tevia.text.cache import MANIFEST, TEXTS, cache_slug, load_text_npz, record_mismatches
+    from nnunetv2_tevia.text.cache import TextCache, cache_slug, load_text_npz, record_mismatches
 
     try:
-        folder = os.path.join(os.path.abspath(cache_root),
-                              cache_slug(record["encoder_id"], record["revision"], record["max_tokens"]))
-        with open(os.path.join(folder, MANIFEST)) as f:
-            made_by = json.load(f)["encoder"]
-        if record_mismatches(made_by, record):
+        cache = TextCache.open(os.path.join(os.path.abspath(cache_root),
+                                            cache_slug(record["encoder_id"], record["revision"], record["max_tokens"])))
+        if record_mismatches(cache.encoder_record(), record):
             return None
         fallback = no_report_text(PromptFile(path=None, cases=dict(texts)))
         out = {}
         for k, text in texts.items():
             sha = text_sha256(text if isinstance(text, str) and text.strip() else fallback)
-            feats, mask, _ = load_text_npz(os.path.join(folder, TEXTS, f"{sha}.npz"), int(record["max_tokens"]),
-                                           int(record["dim"]))
+            feats, mask, _ = load_text_npz(cache.text_path(sha), cache.max_tokens, cache.dim)
             out[k] = (feats, mask)
         return out
     except Exception:  # missing, partial or corrupt: embed_prompts recomputes (and repairs) what is needed
