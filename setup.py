@@ -68,8 +68,9 @@ setup(
     ],
     extras_require={
         "clip": ["open-clip-torch>=2.24"],
-        # setuptools: tests/test_registration.py builds and installs this package offline.
-        "test": ["pytest>=7", "hypothesis>=6", "setuptools>=70.1"],
+        # setuptools: tests/test_registration.py builds and installs this package offline; jsonschema: the shipped
+        # prompt files are checked against text_prompts/tevia_prompts.schema.json.
+        "test": ["pytest>=7", "hypothesis>=6", "setuptools>=70.1", "jsonschema>=4"],
     },
     entry_points={
         "console_scripts": [

@@ -33,8 +33,9 @@ import bench_scoring  # noqa: E402
 TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText", "nnUNetTrainerTeViA_noAlign",
             "nnUNetTrainerTeViA_noProto")
 # not part of 'all': text dropout is for measuring one model with and without reports (--no-report); full DA is
-# TeViA with nnU-Net's mirroring and rotations, for reports whose locations survive mirroring (or name none)
-OPTIONAL_TRAINERS = ("nnUNetTrainerTeViA_textDropout", "nnUNetTrainerTeViA_fullDA")
+# TeViA with nnU-Net's mirroring and rotations, for reports whose locations survive mirroring (or name none);
+# reference is the reference code's arrangement (docs/architecture.md), for comparing designs
+OPTIONAL_TRAINERS = ("nnUNetTrainerTeViA_textDropout", "nnUNetTrainerTeViA_fullDA", "nnUNetTrainerTeViA_reference")
 SEEDED_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA")
 NO_REPORT = " (no report)"
 NO_REPORT_ENV = {"NNUNETV2_TEVIA_ALLOW_NO_REPORT": "1"}  # models trained without text dropout may run on it too
@@ -292,8 +293,9 @@ def budget_description(args) -> str:
     if args.budget == "gpu":
         return ("nnU-Net's schedule and the plans' batch size (1000 epochs x 250 iterations; "
                 "nnUNetTrainer defaults), final validation skipped")
-    epochs = int(os.environ.get(budget.EPOCHS_ENV, budget.CPU_EPOCHS))
-    iters = int(os.environ.get(budget.ITERS_ENV, budget.CPU_ITERATIONS))
+    short = args.budget == "gpuShort"
+    epochs = int(os.environ.get(budget.EPOCHS_ENV, budget.GPU_SHORT_EPOCHS if short else budget.CPU_EPOCHS))
+    iters = int(os.environ.get(budget.ITERS_ENV, budget.GPU_SHORT_ITERATIONS if short else budget.CPU_ITERATIONS))
     return (f"batch {budget.CPU_BATCH_SIZE}, {epochs} epochs x {iters} iterations = {epochs * iters} training steps "
             f"({budget.CPU_VAL_ITERATIONS} validation iterations per epoch), final validation skipped")
 
@@ -313,9 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", required=True, help="[REQUIRED] output folder (models, predictions, results)")
     p.add_argument("-c", default="2d", help="[OPTIONAL] configuration. Default: 2d")
     p.add_argument("-p", default="nnUNetPlans", help="[OPTIONAL] plans identifier. Default: nnUNetPlans")
-    p.add_argument("--budget", choices=("cpu", "gpu"), default="cpu",
-                   help="[OPTIONAL] cpu: batch 8 and TEVIA_BENCH_EPOCHS x TEVIA_BENCH_ITERS steps; gpu: nnU-Net's "
-                        "full schedule. Default: cpu")
+    p.add_argument("--budget", choices=("cpu", "gpuShort", "gpu"), default="cpu",
+                   help="[OPTIONAL] cpu: batch 8 and TEVIA_BENCH_EPOCHS x TEVIA_BENCH_ITERS steps (default 25 x 40); "
+                        "gpuShort: the same with default 48 x 250; gpu: nnU-Net's full schedule. Default: cpu")
     p.add_argument("--trainers", nargs="+", default=["all"],
                    help=f"[OPTIONAL] 'all' (the first five) or some of {' '.join(TRAINERS + OPTIONAL_TRAINERS)}. "
                         f"Default: all")

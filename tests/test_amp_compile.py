@@ -3,7 +3,7 @@ torch.compile with per-case text set between calls (the predictor's way), as nnU
 import pytest
 import torch
 
-from nnunetv2_tevia.model.alignment import alignment_loss, foreground_vectors, stage_text_vectors
+from nnunetv2_tevia.model.alignment import alignment_loss, foreground_vectors
 from test_model import make_net, rand_text  # tests/ is on sys.path (pytest rootdir import mode)
 
 
@@ -27,14 +27,14 @@ def test_autocast_step_with_grad_scaler(dtype, dim):
         assert out[0].dtype == dtype  # the convolutions and attention really ran in half precision
         seg = torch.nn.functional.binary_cross_entropy_with_logits(out[0][:, 1:2].float(), target)
         vectors = [foreground_vectors(aux["features"], target, s.channels)[0] for s in net.guided_stages]
-        align = alignment_loss(stage_text_vectors(aux["projected_text"]), vectors, torch.ones(2, dtype=torch.bool))
+        align = alignment_loss(aux["text_vectors"], vectors, torch.ones(2, dtype=torch.bool))
         assert align.dtype == torch.float32  # cosine in fp32: half precision underflows for small vectors
         loss = seg + 0.1 * align
     scaler.scale(loss).backward()
     scaler.unscale_(opt)
     assert torch.isfinite(loss) and _finite_grads(net)
-    # the text branch gets gradient under autocast too (scale, projections, attention)
-    assert all(s.scale.grad is not None and s.text_projection.to_channels.weight.grad.abs().sum() > 0
+    # the text branch gets gradient under autocast too (gate, projections, attention)
+    assert all(s.gate.grad is not None and s.text_projection.to_channels.weight.grad.abs().sum() > 0
                for s in net.guided_stages)
     scaler.step(opt)
     scaler.update()

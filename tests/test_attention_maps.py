@@ -1,4 +1,4 @@
-"""Cross-attention maps: explicit weights equal SDPA's attention, and the predictor writes one PNG per slot.
+"""Cross-attention maps: explicit weights equal SDPA's attention, and the predictor writes one PNG per key.
 
 The predictor runs in-process on a tiny hand-made 2D plan (patch 32 x 32), a tiny random BERT and a
 randomly initialised TeViA network, through nnU-Net's own preprocessing and sliding window.
@@ -40,13 +40,13 @@ def test_stage_maps_have_the_stage_grid(spatial):
     torch.manual_seed(0)
     stage = GuidedStage(channels=8, text_tokens=TOKENS, text_dim=16, slots=3)
     x = torch.randn(2, 8, *spatial)
-    text = stage.text_projection(torch.randn(2, TOKENS, 16), torch.ones(2, TOKENS, dtype=torch.bool))
-    stage(x, text)
+    text, key_mask = stage.project_text(torch.randn(2, TOKENS, 16), torch.ones(2, TOKENS, dtype=torch.bool))
+    stage(x, text, key_mask)
     assert stage.cross_attention_maps() is None
     stage.cross_attention.capture_weights = True
-    stage(x, text)
+    stage(x, text, key_mask)
     maps = stage.cross_attention_maps()
-    assert maps.shape == (2, 3, *spatial)
+    assert maps.shape == (2, 1 + 3, *spatial)  # the null key, then every slot
     torch.testing.assert_close(maps.sum(1), torch.ones(2, *spatial))
     # position (0, 0, ...) of the map is the first query token
     torch.testing.assert_close(maps[:, :, *([0] * len(spatial))], stage.cross_attention.last_weights[:, 0])
@@ -103,8 +103,8 @@ def model_parts(tmp_path_factory):
     torch.manual_seed(0)
     network = nnUNetTrainerTeViA.build_network_architecture(plans_manager, configuration_manager, 1, 2,
                                                             enable_deep_supervision=False)
-    for stage in network.guided_stages:  # at init the scale is 0.01: make the text matter to the output
-        stage.scale.data.fill_(1.0)
+    for stage in network.guided_stages:  # at init the gate is 0.1: make the text matter to the output
+        stage.gate.data.fill_(1.0)
     return folder, plans_manager, configuration_manager, dataset_json, network
 
 
@@ -128,7 +128,7 @@ REPORT = "bilateral pulmonary infection, two infected areas, lower left lung and
 
 
 @pytest.mark.parametrize("shape", [(48, 40), (24, 20)], ids=["several-tiles", "padded"])
-def test_predictor_writes_one_png_per_slot(model_parts, tmp_path, shape):
+def test_predictor_writes_one_png_per_key(model_parts, tmp_path, shape):
     image, props = _image(shape)
     plain = _predictor(model_parts, tmp_path)
     reference = plain.predict_single_npy_array(image, props, text=REPORT)
@@ -144,12 +144,12 @@ def test_predictor_writes_one_png_per_slot(model_parts, tmp_path, shape):
     assert stage == len(network.guided_stages) - 1  # default: the finest guided stage
     slots = network.config.resolved_slots(len(network.guided_stages))[stage]
     maps = predictor._attention.case_maps()
-    assert maps.shape == (slots, 1, *shape)  # a 2D image on nnU-Net's (z, y, x) grid
+    assert maps.shape == (1 + slots, 1, *shape)  # null key and slots; a 2D image on nnU-Net's (z, y, x) grid
     np.testing.assert_allclose(maps.sum(0), 1.0, rtol=1e-5)
     assert (maps >= 0).all() and maps.std(axis=(1, 2, 3)).max() > 0  # a map, not a constant
 
     files = sorted(os.listdir(maps_folder / "__array_0"))
-    assert files == [f"stage{stage}_slot{j:02d}.png" for j in range(slots)]
+    assert files == [f"stage{stage}_null.png"] + [f"stage{stage}_slot{j:02d}.png" for j in range(slots)]
     from PIL import Image
 
     with Image.open(maps_folder / "__array_0" / files[0]) as png:
@@ -162,8 +162,8 @@ def test_chosen_stage_and_bad_stage(model_parts, tmp_path):
                            attention_stage=0)
     predictor.predict_single_npy_array(image, props, text=REPORT)
     slots = model_parts[-1].config.resolved_slots(2)[0]
-    assert len(os.listdir(tmp_path / "m" / "__array_0")) == slots
-    assert predictor._attention.stage.last_spatial_shape == (4, 4)  # 32 / 2^3: the bottleneck
+    assert len(os.listdir(tmp_path / "m" / "__array_0")) == 1 + slots
+    assert predictor._attention.stage.last_spatial_shape == (8, 8)  # 32 / 2^2: output of decoder stage 0
     from nnunetv2_tevia.errors import TeViAError
 
     # a TeViAError: nnUNetv2_tevia_predict prints it as one line, no traceback

@@ -219,7 +219,8 @@ def test_report_only_lists_scored_runs_alone(tmp_path):
 
 
 def test_every_benchmark_trainer_has_both_budget_variants_nnunet_can_find(monkeypatch):
-    """run_benchmark wraps each trainer it offers in <name>_cpuBudget / _gpuBudget; nnUNetv2_train must find them."""
+    """run_benchmark wraps each trainer it offers in <name>_cpuBudget / _gpuShortBudget / _gpuBudget; nnUNetv2_train
+    must find them."""
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     from nnunetv2_tevia.registration import shim_folder, with_shim
@@ -232,9 +233,11 @@ def test_every_benchmark_trainer_has_both_budget_variants_nnunet_can_find(monkey
     for base in run_benchmark.TRAINERS + run_benchmark.OPTIONAL_TRAINERS:
         base_cls = recursive_find_trainer_class_by_name(base)
         assert base_cls is getattr(all_trainers, base)
-        for variant, mixin in (("cpuBudget", budget._CpuBudget), ("gpuBudget", budget._GpuBudget)):
+        for variant, mixin in (("cpuBudget", budget._CpuBudget), ("gpuBudget", budget._GpuBudget),
+                               ("gpuShortBudget", budget._GpuShortBudget)):
             cls = recursive_find_trainer_class_by_name(f"{base}_{variant}")
             assert cls is getattr(all_trainers, f"{base}_{variant}")
             # the budget comes first in the MRO, so its epochs / batch size win over the trainer's own
             assert issubclass(cls, base_cls) and cls.__mro__[1] is mixin
     assert budget.CPU_EPOCHS * budget.CPU_ITERATIONS == 1000  # the documented default (docs/benchmarks.md)
+    assert budget.GPU_SHORT_EPOCHS * budget.GPU_SHORT_ITERATIONS >= 10000  # issue: at least 10 000 steps

@@ -6,11 +6,12 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
 
 from nnunetv2_tevia.errors import MissingTextError
-from nnunetv2_tevia.model.alignment import (alignment_grid, alignment_loss, foreground_mask, foreground_vectors,
-                                            stage_text_vectors)
+from nnunetv2_tevia.model.alignment import alignment_grid, alignment_loss, foreground_mask, foreground_vectors
 from nnunetv2_tevia.model.config import TeViAConfig, default_slot_counts
 from nnunetv2_tevia.model.guided_stage import GuidedStage
-from nnunetv2_tevia.model.prototype import foreground_sum_count, minmax_normalise, momentum_update
+from nnunetv2_tevia.model.prototype import (foreground_sum_count, minmax_normalise, momentum_update,
+                                            stage_foreground_vectors)
+from nnunetv2_tevia.model.reference_stage import ReferenceGuidedStage
 from nnunetv2_tevia.model.tevia_network import TeViANetwork
 
 L, D = 8, 16
@@ -40,38 +41,75 @@ def rand_text(b):
     return torch.randn(b, L, D), mask
 
 
+@pytest.mark.parametrize("design", ["tevia", "reference"])
 @pytest.mark.parametrize("kind", ["plain", "resenc"])
 @pytest.mark.parametrize("dim", [2, 3])
-def test_forward_shapes_and_state_dict_superset(kind, dim):
-    base, net = make_net(kind, dim)
+def test_forward_shapes_and_state_dict_superset(kind, dim, design):
+    base, net = make_net(kind, dim, design=design)
     plain = {k: v.shape for k, v in base.state_dict().items()}
     mine = net.state_dict()
     assert all(k in mine and mine[k].shape == s for k, s in plain.items())
     extra = set(mine) - set(plain)
     assert extra and all(k.startswith(("guidance.", "no_report_text_")) for k in extra)
-    assert sum("prototype" in k for k in mine) == 4 * 3  # 4 buffers per guided stage
+    buffers = 5 if design == "tevia" else 4  # the default design also has the prototype's weight
+    assert sum("prototype" in k for k in mine) == buffers * 3
 
     x = torch.randn(2, 1, *([32] * dim))
     text, mask = rand_text(2)
     out, aux = net(x, text, mask, return_aux=True)
     assert [o.shape[2:] for o in out] == [torch.Size([32 // 2 ** i] * dim) for i in range(4)]
     assert aux["features"].shape == (2, 4, *([32] * dim))
-    assert [t.shape for t in aux["projected_text"]] == [(2, 8, 24), (2, 4, 16), (2, 3, 16)]
+    if design == "tevia":  # outputs of decoder stages 0-2; keys: the null key and L slots
+        assert [f.shape[1:] for f in aux["stage_features"]] == [(16, *[4] * dim), (16, *[8] * dim), (8, *[16] * dim)]
+        assert [t.shape for t in aux["projected_text"]] == [(2, L + 1, 16), (2, L + 1, 16), (2, L + 1, 8)]
+    else:  # inputs of decoder stages 0-2; keys: the reference's slots
+        assert [f.shape[1:] for f in aux["stage_features"]] == [(24, *[2] * dim), (16, *[4] * dim), (16, *[8] * dim)]
+        assert [t.shape for t in aux["projected_text"]] == [(2, 8, 24), (2, 4, 16), (2, 3, 16)]
+    assert [v.shape for v in aux["text_vectors"]] == [(2, f.shape[1]) for f in aux["stage_features"]]
     net.decoder.deep_supervision = False
     assert net(x, text, mask).shape == (2, 3, *([32] * dim))
+
+
+@pytest.mark.parametrize("kind", ["plain", "resenc"])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_unguided_network_equals_the_plain_unet_decoder(kind, dim):
+    """With every gate at 0 the wrapper's decoder loop must give exactly UNetDecoder's output: the loop is a
+    copy of dynamic-network-architectures' (to reach the stages in between), and this catches upstream changes."""
+    base, net = make_net(kind, dim)
+    for stage in net.guidance:
+        stage.gate.data.zero_()
+    for ds in (True, False):
+        base.decoder.deep_supervision = net.decoder.deep_supervision = ds
+        x = torch.randn(2, 1, *([32] * dim))
+        plain = base(x)
+        guided = net(x, *rand_text(2))
+        for a, b in zip(plain if ds else [plain], guided if ds else [guided]):
+            assert torch.equal(a, b)
 
 
 def test_guided_stages_capped_by_decoder_depth():
     _, net = make_net(num_guided_stages=10)
     assert len(net.guidance) == 4
     assert default_slot_counts(24, 5) == [24, 12, 9, 4, 2]
+    assert default_slot_counts(24, 3, "tevia") == [24, 24, 24]
 
 
-def test_text_changes_output_and_padding_is_ignored():
-    _, net = make_net()
+def test_config_of_earlier_releases_is_the_reference_design():
+    """plans.json and checkpoints written before the redesign have no "design": they hold the reference network."""
+    old = {"text_tokens": 24, "text_dim": 384, "num_guided_stages": 3, "slots": [24, 12, 9], "initial_scale": 0.01}
+    assert TeViAConfig.from_dict(old).design == "reference"
+    assert TeViAConfig.from_dict(TeViAConfig(24, 384).to_dict()).design == "tevia"
+    assert TeViAConfig(24, 384).initial_scale == 0.1 and TeViAConfig(24, 384, design="reference").initial_scale == 0.01
+    with pytest.raises(ValueError, match="unknown TeViA design"):
+        TeViAConfig(24, 384, design="other")
+
+
+@pytest.mark.parametrize("design", ["tevia", "reference"])
+def test_text_changes_output_and_padding_is_ignored(design):
+    _, net = make_net(design=design)
     net.eval()
     for g in net.guidance:  # make the cross-attention matter at init
-        g.scale.data.fill_(1.0)
+        g.gate.data.fill_(1.0)
     x = torch.randn(1, 1, 32, 32)
     text, mask = rand_text(1)
     a = net(x, text, mask)[0]
@@ -137,26 +175,46 @@ def test_alignment_loss_values_and_empty_batch():
     assert alignment_loss(t, v, torch.tensor([False, False])).item() == 0.0
 
 
-def test_alignment_gradient_reaches_only_text_projections_and_prompts():
-    _, net = make_net()
+@pytest.mark.parametrize("design", ["tevia", "reference"])
+def test_alignment_gradient_reaches_only_text_projections_and_prompts(design):
+    _, net = make_net(design=design)
     x = torch.randn(2, 1, 32, 32)
     text, mask = rand_text(2)
     _, aux = net(x, text, mask, return_aux=True)
     fg = torch.zeros(2, 1, 32, 32)
     fg[:, :, 4:12, 4:12] = 1
     vecs = [foreground_vectors(aux["features"], fg, g.channels)[0] for g in net.guidance]
-    for g in net.guidance:  # a non-zero prompt so that its gradient is not trivially zero through t * P
-        g.text_projection.prompt.data.normal_()
+    if design == "reference":
+        for g in net.guidance:  # a non-zero prompt so that its gradient is not trivially zero through t * P
+            g.text_projection.prompt.data.normal_()
     _, aux = net(x, text, mask, return_aux=True)
-    loss = alignment_loss(stage_text_vectors(aux["projected_text"]), vecs, torch.tensor([True, True]))
+    loss = alignment_loss(aux["text_vectors"], vecs, torch.tensor([True, True]))
     loss.backward()
     for name, p in net.named_parameters():
         has_grad = p.grad is not None and p.grad.abs().sum() > 0
         assert has_grad == (".text_projection." in name), name
 
 
-def test_prototype_mean_then_momentum_exact():
-    stage = GuidedStage(channels=4, text_tokens=L, text_dim=D, slots=2)
+def test_text_vector_leaves_out_the_null_key():
+    keys = torch.tensor([[[9.0, 9], [1, 2], [3, 4], [5, 6]]])   # the null key, then three slots
+    assert GuidedStage.text_vector(keys, torch.ones(1, 4, dtype=torch.bool)).tolist() == [[3.0, 4.0]]
+
+
+def test_stage_foreground_vectors_exact():
+    feats = torch.arange(2 * 2 * 2 * 2, dtype=torch.float32).reshape(2, 2, 2, 2)  # (B, C, 2, 2)
+    fg = torch.zeros(2, 1, 4, 4)
+    fg[0, 0, :2, :2] = 1            # sample 0: exactly the upper-left cell of the 2x2 map
+    fg[0, 0, 2:, 2:3] = 1           # and half of the lower-right cell (weight 0.5)
+    vec, valid = stage_foreground_vectors(feats, fg)
+    assert valid.tolist() == [True, False] and vec[1].abs().sum() == 0
+    expected = (feats[0, :, 0, 0] * 1 + feats[0, :, 1, 1] * 0.5) / 1.5
+    assert torch.allclose(vec[0], expected)
+
+
+@pytest.mark.parametrize("make_stage", [lambda: GuidedStage(channels=4, text_tokens=L, text_dim=D, slots=2),
+                                        lambda: ReferenceGuidedStage(channels=4, text_tokens=L, text_dim=D, slots=2)])
+def test_prototype_mean_then_momentum_exact(make_stage):
+    stage = make_stage()
     v1 = torch.tensor([[1.0, 2, 3, 4], [3, 2, 1, 0], [9, 9, 9, 9]])
     valid1 = torch.tensor([True, True, False])  # third sample has no foreground
     stage.accumulate_prototype(*foreground_sum_count(v1, valid1))
@@ -173,14 +231,26 @@ def test_prototype_mean_then_momentum_exact():
     assert torch.allclose(minmax_normalise(torch.tensor([1.0, 3.0, 2.0])), torch.tensor([0.0, 1.0, 0.5]))
 
 
+def test_prototype_weight_ramps_after_activation_only():
+    stage = GuidedStage(channels=4, text_tokens=L, text_dim=D, slots=2)
+    stage.ramp_prototype(0.25)
+    assert stage.prototype_weight.item() == 0  # not active: no ramp
+    stage.accumulate_prototype(torch.ones(4), torch.tensor(1.0))
+    stage.activate_prototype()
+    for expected in (0.25, 0.5, 0.75, 1.0, 1.0):
+        stage.ramp_prototype(0.25)
+        assert stage.prototype_weight.item() == expected
+
+
 def test_no_foreground_epoch_does_not_activate():
     stage = GuidedStage(channels=4, text_tokens=L, text_dim=D, slots=2)
     assert not stage.activate_prototype()
     assert not stage.prototype_active
 
 
-def test_prototype_modulates_self_attention_and_roundtrips():
-    _, net = make_net()
+@pytest.mark.parametrize("design", ["tevia", "reference"])
+def test_prototype_modulates_attention_and_roundtrips(design):
+    _, net = make_net(design=design)
     net.eval()
     x = torch.randn(1, 1, 32, 32)
     text, mask = rand_text(1)
@@ -188,9 +258,13 @@ def test_prototype_modulates_self_attention_and_roundtrips():
     for g in net.guidance:
         g.prototype.copy_(torch.linspace(-1, 1, g.channels))
         g.prototype_active.fill_(True)
+    if design == "tevia":
+        assert torch.equal(net(x, text, mask)[0], a)  # weight 0 right after activation: switched on smoothly
+        for g in net.guidance:
+            g.prototype_weight.fill_(0.5)
     b = net(x, text, mask)[0]
     assert not torch.allclose(a, b)
-    _, fresh = make_net()
+    _, fresh = make_net(design=design)
     fresh.eval()
     fresh.load_state_dict(net.state_dict())
     assert torch.allclose(fresh(x, text, mask)[0], b)

@@ -304,10 +304,41 @@ def test_checkpoint_round_trip_restores_prototypes(ws, model_2d, monkeypatch, tm
     trainer.load_checkpoint(str(model_2d / "fold_0" / "checkpoint_final.pth"))
     state = unwrap(trainer.network).state_dict()
     proto_keys = [k for k in saved["network_weights"] if ".prototype" in k]
-    assert len(proto_keys) == 4 * len(_stage_indices(saved["network_weights"]))
+    assert len(proto_keys) == 5 * len(_stage_indices(saved["network_weights"]))
     for k in proto_keys:
         assert torch.equal(state[k], saved["network_weights"][k]), k
     assert trainer.current_epoch == saved["current_epoch"]
+
+    # the optimizer groups come back as they were saved: nnU-Net's SGD for the U-Net, AdamW for the text pathway
+    opt_state = saved["optimizer_state"]
+    assert opt_state["types"] == ["SGD", "AdamW"]
+    groups = trainer.optimizer.param_groups
+    saved_groups = [g for o in opt_state["optimizer_group"] for g in o["param_groups"]]
+    assert [g["initial_lr"] for g in groups] == [g["initial_lr"] for g in saved_groups] == [0.01, 3e-4, 3e-4]
+    assert [g["lr"] for g in groups] == [g["lr"] for g in saved_groups]
+    assert [g["weight_decay"] for g in groups[1:]] == [1e-2, 0.0]  # no decay on gates, norms, biases, null keys
+    saved_moments = opt_state["optimizer_group"][1]["state"]
+    restored = trainer.optimizer.optimizers[1].state_dict()["state"]
+    assert saved_moments and all(torch.equal(restored[i]["exp_avg"], m["exp_avg"]) for i, m in saved_moments.items())
+    # the poly schedule scales each group from its own initial lr (nnU-Net's writes one lr into every group)
+    trainer.lr_scheduler.step(1)
+    factor = (1 - 1 / trainer.num_epochs) ** 0.9
+    assert [g["lr"] for g in groups] == pytest.approx([0.01 * factor, 3e-4 * factor, 3e-4 * factor])
+
+
+def test_reference_variant_trains_and_predicts(ws, data_2d, monkeypatch, tmp_path):
+    trainer = "nnUNetTrainerTeViA_reference_tiny"
+    folder = _train(ws, data_2d, "2d", 0, trainer=trainer)
+    _assert_tevia_training(folder, data_2d, monkeypatch, ws)
+    tevia = load_json(str(folder / "plans.json"))["tevia"]
+    assert tevia["design"] == "reference" and tevia["slots"] == [24, 12, 9][:tevia["num_guided_stages"]]
+    ckpt = _load(folder / "fold_0" / "checkpoint_final.pth")
+    assert "guidance.0.self_attention.q.weight" in ckpt["network_weights"]
+    assert ckpt["optimizer_state"]["types"] == ["SGD"]  # everything in nnU-Net's SGD, as the reference
+    ws.run("nnUNetv2_tevia_predict", "-i", ws.raw / data_2d / "imagesTs", "-o", tmp_path / "pred", "-d", DS_2D,
+           "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "0", "-nps", "0",
+           "--disable_progress_bar")
+    assert len(list((tmp_path / "pred").glob("*.png"))) == 3
 
 
 # ----------------------------------------------------------------------------------------------- prediction
@@ -333,7 +364,7 @@ def test_two_folds_keep_each_cases_text(ws, model_2d, monkeypatch, tmp_path):
     for fold, scale in ((0, 30.0), (1, 60.0)):
         w = ckpt["network_weights"]
         for s in _stage_indices(w):
-            w[f"guidance.{s}.scale"] = torch.tensor(scale)  # make the text dominate the guided stages
+            w[f"guidance.{s}.gate"] = torch.tensor(scale)  # make the text dominate the guided stages
         (model / f"fold_{fold}").mkdir()
         torch.save(ckpt, model / f"fold_{fold}" / "checkpoint_final.pth")
 

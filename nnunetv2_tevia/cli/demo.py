@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 
 from nnunetv2_tevia.cli._common import exit_on_user_error
 from nnunetv2_tevia.errors import TeViAError
+from nnunetv2_tevia.demo.budget import DEMO_BATCH_SIZE, DEMO_EPOCHS, DEMO_ITERATIONS, EPOCHS_ENV, ITERATIONS_ENV
 
 TEVIA_TRAINER = "nnUNetTrainerTeViA_demoBudget"
 PLAIN_TRAINER = "nnUNetTrainer_demoBudget"
@@ -45,9 +46,9 @@ class Demo:
                         nnUNet_def_n_proc=cpus, nnUNet_n_proc_DA=cpus, nnUNet_compile="false",
                         HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
         if epochs is not None:
-            self.env["TEVIA_DEMO_EPOCHS"] = str(epochs)
+            self.env[EPOCHS_ENV] = str(epochs)
         if iterations is not None:
-            self.env["TEVIA_DEMO_ITERATIONS"] = str(iterations)
+            self.env[ITERATIONS_ENV] = str(iterations)
         os.environ.update({k: self.env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
         self.dataset_name = f"Dataset{dataset_id:03d}_TeViADemo{'3D' if three_d else ''}"
         self.raw = os.path.join(self.env["nnUNet_raw"], self.dataset_name)
@@ -132,19 +133,22 @@ class Demo:
 
         ending = ".nii.gz" if self.three_d else ".png"
         preds = os.path.join(self.workdir, "predictions")
+        swapped_row = f"{TEVIA_TRAINER} (reports swapped to the distractors)"
         rows = {
             TEVIA_TRAINER: (os.path.join(preds, "tevia"), "labelsTs"),
             PLAIN_TRAINER: (os.path.join(preds, "nnunet"), "labelsTs"),
-            f"{TEVIA_TRAINER} (reports swapped to the distractors)": (os.path.join(preds, "tevia_swapped"),
-                                                                        "labelsTs_swapped"),
+            swapped_row: (os.path.join(preds, "tevia_swapped"), "labelsTs_swapped"),
+            f"{TEVIA_TRAINER} (swapped reports, vs the original targets)": (os.path.join(preds, "tevia_swapped"),
+                                                                             "labelsTs"),
         }
         results = {}
         for name, (folder, labels) in rows.items():
             results[name] = dice_table(folder, os.path.join(self.raw, labels), ending)
         print()
-        print(f"{'model':62s} {'mean Dice per case':>18s}  {'cases':>5s}")
+        width = max(len(name) for name in results)
+        print(f"{'model':{width}s} {'mean Dice per case':>18s}  {'cases':>5s}")
         for name, r in results.items():
-            print(f"{name:62s} {r['mean']:18.4f}  {r['n']:5d}")
+            print(f"{name:{width}s} {r['mean']:18.4f}  {r['n']:5d}")
         overlays = os.path.join(self.workdir, "overlays")
         prompts = load_prompts(os.path.join(self.raw, "tevia_prompts.json"))
         write_overlays(os.path.join(self.raw, "imagesTs"), os.path.join(self.raw, "labelsTs"), rows[TEVIA_TRAINER][0],
@@ -153,18 +157,20 @@ class Demo:
                        prompts, os.path.join(overlays, "nnunet"), max_cases=8, file_ending=ending)
         swapped = load_prompts(os.path.join(self.raw, "tevia_prompts_swapped.json"))
         write_overlays(os.path.join(self.raw, "imagesTs"), os.path.join(self.raw, "labelsTs_swapped"),
-                       rows[f"{TEVIA_TRAINER} (reports swapped to the distractors)"][0], swapped,
+                       rows[swapped_row][0], swapped,
                        os.path.join(overlays, "tevia_swapped"), max_cases=8, file_ending=ending)
         self.say(f"overlay PNGs (image, ground truth, prediction, report): {overlays}")
         summary = {
             TEVIA_TRAINER: {"dice": results[TEVIA_TRAINER]["mean"],
-                            "dice_with_swapped_reports_vs_swapped_truth":
-                                results[f"{TEVIA_TRAINER} (reports swapped to the distractors)"]["mean"],
+                            "dice_with_swapped_reports_vs_swapped_truth": results[swapped_row]["mean"],
+                            "dice_with_swapped_reports_vs_original_truth":
+                                results[f"{TEVIA_TRAINER} (swapped reports, vs the original targets)"]["mean"],
                             "per_case": results[TEVIA_TRAINER]["per_case"]},
             PLAIN_TRAINER: {"dice": results[PLAIN_TRAINER]["mean"], "per_case": results[PLAIN_TRAINER]["per_case"]},
             "dice_convention": "mean over test cases of the per-case foreground Dice",
-            "budget": {"epochs": int(self.env.get("TEVIA_DEMO_EPOCHS", 20)),
-                       "iterations_per_epoch": int(self.env.get("TEVIA_DEMO_ITERATIONS", 25)),
+            "budget": {"epochs": int(self.env.get(EPOCHS_ENV, DEMO_EPOCHS)),
+                       "iterations_per_epoch": int(self.env.get(ITERATIONS_ENV, DEMO_ITERATIONS)),
+                       "batch_size": DEMO_BATCH_SIZE,
                        "configuration": self.config, "num_train": self.num_train, "num_test": self.num_test,
                        "seed": self.seed},
             "seconds": {**self.timings, "total": round(time.time() - self.t0, 1)},
@@ -189,14 +195,16 @@ def demo_entry():
                              "nnUNet_preprocessed and nnUNet_results). Default: ./tevia_demo")
     parser.add_argument("--3d", dest="three_d", action="store_true",
                         help="[OPTIONAL] 3D demo (32^3 volumes, 3d_fullres) instead of 2D (64x64, 2d).")
-    parser.add_argument("--num-train", type=int, default=200, help="[OPTIONAL] Training cases. Default: 200")
-    parser.add_argument("--num-test", type=int, default=40, help="[OPTIONAL] Held-out test cases. Default: 40")
+    parser.add_argument("--num-train", type=int, default=2000,
+                        help="[OPTIONAL] Training cases. Default: 2000 (so many that a network cannot learn the "
+                             "targets of each training image by heart and must read the report)")
+    parser.add_argument("--num-test", type=int, default=100, help="[OPTIONAL] Held-out test cases. Default: 100")
     parser.add_argument("--seed", type=int, default=0, help="[OPTIONAL] Seed of the data generator. Default: 0")
     parser.add_argument("-d", "--dataset-id", type=int, default=990, help="[OPTIONAL] Dataset id. Default: 990")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="[OPTIONAL] Epochs of both trainings (demo budget default: 20).")
+                        help=f"[OPTIONAL] Epochs of both trainings (demo budget default: {DEMO_EPOCHS}).")
     parser.add_argument("--iterations", type=int, default=None,
-                        help="[OPTIONAL] Iterations per epoch of both trainings (default: 25).")
+                        help=f"[OPTIONAL] Iterations per epoch of both trainings (default: {DEMO_ITERATIONS}).")
     parser.add_argument("-device", default=None, choices=["cpu", "cuda", "mps"],
                         help="[OPTIONAL] Training and inference device. Default: cuda if available, else cpu.")
     args = parser.parse_args()

@@ -101,10 +101,10 @@ def display_slice(volume: np.ndarray) -> np.ndarray:
 
 
 def save_attention_pngs(folder: str, case_id: str, image: np.ndarray, maps: np.ndarray, stage_index: int,
-                        stage_shape: Sequence[int], report: Optional[str] = None) -> list:
-    """One PNG per slot: the image in grey with the slot's attention as a heat map (one colour scale for
-    all slots of the case, so the slots can be compared). ``image``: (Z, Y, X); ``maps``: (L_s, Z, Y, X).
-    Returns the files written."""
+                        stage_shape: Sequence[int], key_names: Sequence[str], report: Optional[str] = None) -> list:
+    """One PNG per key (a text slot or the null key; ``key_names`` from the stage): the image in grey with the
+    key's attention as a heat map (one colour scale for all keys of the case, so they can be compared).
+    ``image``: (Z, Y, X); ``maps``: (keys, Z, Y, X). Returns the files written."""
     import matplotlib
 
     matplotlib.use("agg")
@@ -116,20 +116,20 @@ def save_attention_pngs(folder: str, case_id: str, image: np.ndarray, maps: np.n
     vmax = max(float(max(p.max() for p in slot_pictures)), 1e-6)
     case_folder = os.path.join(folder, case_id)
     written = []
-    for j, heat in enumerate(slot_pictures):
+    for name, heat in zip(key_names, slot_pictures):
         fig, ax = plt.subplots(figsize=(5, 5.6))
         ax.imshow(picture, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
         shown = ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=vmax)
         ax.set_axis_off()
-        title = f"{case_id}: stage {stage_index} ({'x'.join(map(str, stage_shape))}), slot {j}"
+        title = f"{case_id}: stage {stage_index} ({'x'.join(map(str, stage_shape))}), {name}"
         if report:
             title += "\n" + "\n".join(textwrap.wrap(report, 60)[:3])
         ax.set_title(title, fontsize=8)
-        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label="attention weight (slots sum to 1)")
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label="attention weight (keys sum to 1)")
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
         plt.close(fig)
-        path = os.path.join(case_folder, f"stage{stage_index}_slot{j:02d}.png")
+        path = os.path.join(case_folder, f"stage{stage_index}_{name.replace(' ', '')}.png")
         atomic_write_bytes(path, buffer.getvalue())
         written.append(path)
     return written

@@ -33,7 +33,7 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
                  text_cache_folder: Optional[str] = None, trust_remote_code: bool = False,
                  text_encoder: Optional[str] = None, attention_maps_folder: Optional[str] = None,
                  attention_stage: Optional[int] = None, **kwargs):
-        """``attention_maps_folder``: also write, per case, one heat-map PNG per text slot of guided stage
+        """``attention_maps_folder``: also write, per case, one heat-map PNG per text key of guided stage
         ``attention_stage`` (0 = lowest resolution; default: the finest guided stage)."""
         super().__init__(*args, **kwargs)
         self.attention_maps_folder = attention_maps_folder
@@ -188,8 +188,9 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
             return
         case_id = self._current_case or "case"
         report = self.prompts.cases.get(case_id) if self.prompts is not None else None
+        stage = self._attention.stage
         save_attention_pngs(self.attention_maps_folder, case_id, data[0].float().cpu().numpy(), maps,
-                            self.attention_stage, self._attention.stage.last_spatial_shape or (), report)
+                            self.attention_stage, stage.last_spatial_shape or (), stage.key_names(len(maps)), report)
 
     # ------------------------------------------------------------------ in-memory arrays, texts given explicitly
     def _array_case(self, i: int) -> str:

@@ -4,7 +4,7 @@ The visual side is the last decoder feature map, detached and multiplied by the 
 foreground, mapped without parameters to one vector per guided stage. Because it is detached,
 ``alignment_loss`` trains only the text projections and prompts: the foreground supervises the text.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -61,11 +61,6 @@ def foreground_vectors(features: torch.Tensor, fg_mask: torch.Tensor, channels: 
     vectors = per_cell.reshape(b, cells * c)
     valid = fg_mask.flatten(1).sum(1) > 0
     return vectors, valid
-
-
-def stage_text_vectors(projected_text: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-    """The text vector of each stage: the projected text (B, L_s, C_s) averaged over its slots."""
-    return [t.mean(1) for t in projected_text]
 
 
 def alignment_loss(text_vectors: Sequence[torch.Tensor], visual_vectors: Sequence[torch.Tensor],

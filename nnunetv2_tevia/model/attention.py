@@ -4,7 +4,7 @@ SDPA never materialises the attention weights. For attention maps, set ``capture
 attention is then computed explicitly and ``last_weights`` holds its softmax, averaged over heads.
 """
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,3 +54,11 @@ class Attention(nn.Module):
         else:
             o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=attn_mask)
         return self.out(o.transpose(1, 2).reshape(b, nq, c))
+
+
+def weights_as_maps(weights: Optional[torch.Tensor], spatial_shape: Optional[Sequence[int]]) -> Optional[torch.Tensor]:
+    """Captured weights (B, N, K) of a query map of ``spatial_shape`` -> (B, K, *spatial_shape) maps, one per key;
+    None if nothing (or another map's weights) was captured."""
+    if weights is None or spatial_shape is None or weights.shape[1] != math.prod(spatial_shape):
+        return None
+    return weights.transpose(1, 2).reshape(weights.shape[0], weights.shape[2], *spatial_shape)

@@ -7,10 +7,15 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
 PLANS_KEY = "tevia"
+DESIGNS = ("tevia", "reference")  # GuidedStage (guided_stage.py), ReferenceGuidedStage (reference_stage.py)
+DEFAULT_INITIAL_SCALE = {"tevia": 0.1, "reference": 0.01}
 
 
-def default_slot_counts(text_tokens: int, num_stages: int) -> List[int]:
-    """Slots per guided stage, lowest resolution first: L, L/2, 3L/8 as in the reference (24, 12, 9), then halving."""
+def default_slot_counts(text_tokens: int, num_stages: int, design: str = "reference") -> List[int]:
+    """Slots per guided stage, lowest resolution first. Reference: L, L/2, 3L/8 (24, 12, 9), then halving.
+    Default design: L at every stage (measured on the demo, docs/architecture.md)."""
+    if design != "reference":
+        return [text_tokens] * num_stages
     counts = [text_tokens, max(1, text_tokens // 2), max(1, round(3 * text_tokens / 8))]
     while len(counts) < num_stages:
         counts.append(max(1, counts[-1] // 2))
@@ -21,18 +26,27 @@ def default_slot_counts(text_tokens: int, num_stages: int) -> List[int]:
 class TeViAConfig:
     text_tokens: int                      # L: max tokens of the cache
     text_dim: int                         # D: encoder hidden size
+    design: str = "tevia"                 # one of DESIGNS
     num_guided_stages: int = 3            # K, capped by the decoder's stage count when building
     slots: Optional[List[int]] = None     # L_s per guided stage; default_slot_counts when None
-    self_attention_heads: int = 1
+    self_attention_heads: int = 1         # reference design only
     cross_attention_heads: int = 4
-    initial_scale: float = 0.01
+    initial_scale: Optional[float] = None  # gate (tevia) or scale (reference) at init; None: DEFAULT_INITIAL_SCALE
     encoder: dict = field(default_factory=dict)   # TextCache.encoder_record(): spec, id, revision, max_tokens, dim
     no_report_text: str = ""
     text_dropout: float = 0.0             # > 0: the model also serves cases without a report
     case_text: bool = True                # False: trained on the no-report text only (_noText ablation)
 
+    def __post_init__(self):
+        if self.design not in DESIGNS:
+            raise ValueError(f"unknown TeViA design {self.design!r}; known: {', '.join(DESIGNS)}")
+        if self.initial_scale is None:
+            self.initial_scale = DEFAULT_INITIAL_SCALE[self.design]
+
     def resolved_slots(self, num_stages: int) -> List[int]:
-        return list(self.slots[:num_stages]) if self.slots else default_slot_counts(self.text_tokens, num_stages)
+        if self.slots:
+            return list(self.slots[:num_stages])
+        return default_slot_counts(self.text_tokens, num_stages, self.design)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,4 +54,6 @@ class TeViAConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TeViAConfig":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        # plans and checkpoints written before the redesign have no "design": they are the reference arrangement
+        known.setdefault("design", "reference")
         return cls(**known)

@@ -1,87 +1,80 @@
-"""One text-guided decoder stage (TeViA section 2), for 2D and 3D maps alike.
+"""The text-guided decoder stage, for 2D and 3D maps alike.
 
-Applied to the input of a low-resolution ``UNetDecoder`` stage, before its up-sampling and skip:
-  1. self-attention (1 head) whose queries and keys are modulated by the min-max-scaled prototype;
-  2. cross-attention (4 heads) from the map to the projected report, with a learnable scale (init 0.01).
-The stage also owns its prototype buffers, so they travel with the weights into every checkpoint.
+Applied to the output of a low-resolution ``UNetDecoder`` stage (after its convolutions and normalisation):
+
+    q = LN(x) * (1 + w * minmax(prototype)) + pos          every position asks "what does the report say here?"
+    k = v = [null; TextProjection(report tokens)]          the report's slots, plus one learned "nothing" key
+    x = x + gate * LN(CrossAttention(q, k, v))             (4 heads)
+
+What each part is for (docs/architecture.md has the measurements behind every choice):
+- Keys are the report's normalised slots with no positional term, so which slot a position attends to
+  depends on what the report says, and the position enters through the queries (a sinusoid of where in the
+  patch it is).
+- The null key lets a position whose place the report does not mention attend to "nothing" instead of being
+  forced by the softmax onto some slot.
+- The residual is added after the decoder stage's InstanceNorm, where a per-case offset is not normalised away,
+  with a gate that starts at 0.1 so that segmentation gradients reach the text from the first step.
+- The prototype (the running mean of this stage's own foreground features) emphasises, in the queries, the
+  channels that are typical of foreground; its weight w ramps from 0 to 1 after it is activated.
 """
-import math
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch import nn
 
-from nnunetv2_tevia.model.attention import Attention
+from nnunetv2_tevia.model.attention import Attention, weights_as_maps
 from nnunetv2_tevia.model.positional_encoding import sinusoidal_encoding_nd
-from nnunetv2_tevia.model.prototype import minmax_normalise, momentum_update
+from nnunetv2_tevia.model.prototype import minmax_normalise
+from nnunetv2_tevia.model.prototype_state import PrototypeState
 from nnunetv2_tevia.model.text_projection import TextProjection
 
 
-class GuidedStage(nn.Module):
-    def __init__(self, channels: int, text_tokens: int, text_dim: int, slots: int,
-                 self_attention_heads: int = 1, cross_attention_heads: int = 4, initial_scale: float = 0.01):
+class GuidedStage(PrototypeState):
+    prototype_space = "stage"  # the prototype is a mean of this stage's own foreground features
+
+    def __init__(self, channels: int, text_tokens: int, text_dim: int, slots: int, heads: int = 4,
+                 initial_gate: float = 0.1):
         super().__init__()
         self.channels = channels
         self.text_projection = TextProjection(text_tokens, text_dim, slots, channels)
-        self.norm_self_in = nn.LayerNorm(channels)
-        self.self_attention = Attention(channels, self_attention_heads)
-        self.norm_self_out = nn.LayerNorm(channels)
-        self.norm_cross_in = nn.LayerNorm(channels)
-        self.cross_attention = Attention(channels, cross_attention_heads)
-        self.norm_cross_out = nn.LayerNorm(channels)
-        self.scale = nn.Parameter(torch.tensor(float(initial_scale)))
-        # persistent buffers: saved in every checkpoint, restored by --c and by the predictor
-        self.register_buffer("prototype", torch.zeros(channels))
-        self.register_buffer("prototype_sum", torch.zeros(channels))
-        self.register_buffer("prototype_count", torch.zeros(()))
-        self.register_buffer("prototype_active", torch.zeros((), dtype=torch.bool))
+        self.null_key = nn.Parameter(torch.zeros(channels))
+        self.norm_query = nn.LayerNorm(channels)
+        self.cross_attention = Attention(channels, heads)
+        self.norm_out = nn.LayerNorm(channels)
+        self.gate = nn.Parameter(torch.tensor(float(initial_gate)))
+        self.init_prototype(channels)
         self.last_spatial_shape: Optional[tuple] = None  # of the latest input, to reshape attention weights
 
-    def forward(self, x: torch.Tensor, projected_text: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, *S) feature map; projected_text: (B, L_s, C) from ``self.text_projection``."""
+    def project_text(self, text: torch.Tensor, text_mask: torch.Tensor):
+        """(B, L, D) tokens -> keys/values (B, 1 + L_s, C) with the null key first, and their mask (all valid)."""
+        slots = self.text_projection(text, text_mask)
+        null = self.null_key.to(slots.dtype).expand(slots.shape[0], 1, -1)
+        keys = torch.cat((null, slots), 1)
+        return keys, torch.ones(keys.shape[:2], dtype=torch.bool, device=keys.device)
+
+    @staticmethod
+    def text_vector(projected_text: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """The alignment loss's text vector: the mean of the report's slots (the null key left out)."""
+        return projected_text[:, 1:].mean(1)
+
+    def forward(self, x: torch.Tensor, projected_text: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, *S) feature map; projected_text, key_mask: from ``project_text``."""
         b, c, *spatial = x.shape
         self.last_spatial_shape = tuple(spatial)
         tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)
         pos = sinusoidal_encoding_nd(spatial, c, device=x.device).to(tokens.dtype)
-
-        v = self.norm_self_in(tokens)
-        qk = v + pos
-        # branch-free so torch.compile needs no guard: f is 0 until the prototype is active
-        f = (minmax_normalise(self.prototype) * self.prototype_active).to(qk.dtype)
-        qk = qk * f + qk
-        tokens = tokens + self.norm_self_out(self.self_attention(qk, qk, v))
-
-        text_pos = sinusoidal_encoding_nd((projected_text.shape[1],), c, device=x.device).to(tokens.dtype)
-        q = self.norm_cross_in(tokens) + pos
-        attended = self.cross_attention(q, projected_text + text_pos, projected_text)
-        tokens = tokens + self.scale * self.norm_cross_out(attended)
+        # branch-free so torch.compile needs no guard: the factor is 1 until the prototype is active
+        emphasis = 1 + (self.prototype_weight * self.prototype_active) * minmax_normalise(self.prototype)
+        q = self.norm_query(tokens) * emphasis.to(tokens.dtype) + pos
+        attended = self.cross_attention(q, projected_text, projected_text, key_mask=key_mask)
+        tokens = tokens + self.gate * self.norm_out(attended)
         return tokens.transpose(1, 2).reshape(b, c, *spatial)
 
+    def key_names(self, n_keys: int) -> List[str]:
+        """File-name-safe names of the keys: the null key, then the report's slots."""
+        return ["null"] + [f"slot{i:02d}" for i in range(n_keys - 1)]
+
     def cross_attention_maps(self) -> Optional[torch.Tensor]:
-        """(B, L_s, *S): how much each position attended to each text slot in the latest forward, if it ran
-        with ``cross_attention.capture_weights`` set (None otherwise). At every position the slots sum to 1."""
-        weights = self.cross_attention.last_weights
-        if weights is None or self.last_spatial_shape is None or weights.shape[1] != math.prod(self.last_spatial_shape):
-            return None
-        return weights.transpose(1, 2).reshape(weights.shape[0], weights.shape[2], *self.last_spatial_shape)
-
-    # --- prototype state; the maths lives in model/prototype.py ---
-    @torch.no_grad()
-    def accumulate_prototype(self, total: torch.Tensor, count: torch.Tensor) -> None:
-        """Warm-up epoch: add a step's (sum, count) of foreground vectors."""
-        self.prototype_sum += total.to(self.prototype_sum)
-        self.prototype_count += count.to(self.prototype_count)
-
-    @torch.no_grad()
-    def activate_prototype(self) -> bool:
-        """End of the warm-up epoch: prototype = mean over the epoch. False if that epoch saw no foreground."""
-        if self.prototype_count <= 0:
-            return False
-        self.prototype.copy_(self.prototype_sum / self.prototype_count)
-        self.prototype_active.fill_(True)
-        return True
-
-    @torch.no_grad()
-    def momentum_step(self, total: torch.Tensor, count: torch.Tensor, momentum: float) -> None:
-        if count > 0:
-            self.prototype.copy_(momentum_update(self.prototype, total.to(self.prototype) / count, momentum))
+        """(B, keys, *S): how much each position attended to each key in the latest forward, if it ran with
+        ``cross_attention.capture_weights`` set (None otherwise). At every position the keys sum to 1."""
+        return weights_as_maps(self.cross_attention.last_weights, self.last_spatial_shape)

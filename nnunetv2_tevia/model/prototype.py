@@ -1,6 +1,9 @@
 """The historic visual prototype (TeViA section 4), as pure functions plus one distributed reduction.
 
-Per guided stage the prototype is a C_s vector: the mean of the foreground vectors over the warm-up
+Per guided stage the prototype is a C_s vector. In the default design it is the stage's own features averaged
+over the foreground (``stage_foreground_vectors``), so channel i of the prototype is channel i of the map it
+modulates; in the reference design it is the alignment vector (``alignment.foreground_vectors``), a layout with
+no channel correspondence to the stage. Either way it is the mean of the foreground vectors over the warm-up
 epoch, then ``p = m * p + (1 - m) * batch_mean`` every training step. Batch means are formed from
 (sum, count) so that they can be all-reduced across ranks exactly (a mean of per-rank means would
 weight ranks with few foreground samples wrongly).
@@ -9,6 +12,20 @@ from typing import List, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def stage_foreground_vectors(features: torch.Tensor, fg_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A guided stage's own foreground vector: the mean of its (detached) feature map (B, C, *S) over the
+    foreground, with the full-resolution mask (B, 1, *S0) area-averaged to the map's grid as weights.
+
+    Returns (B, C) vectors and a (B,) bool tensor, False where the sample has no foreground (vector 0).
+    """
+    ndim = features.ndim - 2
+    weights = getattr(F, f"adaptive_avg_pool{ndim}d")(fg_mask.float(), features.shape[2:]).flatten(2)  # (B, 1, N)
+    total = weights.sum(2)                                                                             # (B, 1)
+    vectors = (features.detach().float().flatten(2) * weights).sum(2) / total.clamp_min(1e-12)
+    return vectors, total[:, 0] > 0
 
 
 def foreground_sum_count(vectors: torch.Tensor, valid: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,7 @@
-"""A plans-built nnU-Net network with TeViA's text-guided stages on its K lowest-resolution decoder inputs.
+"""A plans-built nnU-Net network with TeViA's text-guided stages on its K lowest-resolution decoder stages.
 
-The wrapper keeps the original ``encoder`` and ``decoder`` modules under their own names, so every key
+The default design (``GuidedStage``) guides the outputs of decoder stages 0..K-1; the reference design
+(``ReferenceGuidedStage``) guides their inputs, as the reference code does. The wrapper keeps the original ``encoder`` and ``decoder`` modules under their own names, so every key
 of the plain network's state dict is present here with the same shape (fine-tuning from a plain
 checkpoint only adds ``guidance.*`` and ``no_report_text_*``). ``decoder.deep_supervision`` keeps working.
 
@@ -20,6 +21,7 @@ from torch import nn
 from nnunetv2_tevia.errors import MissingTextError
 from nnunetv2_tevia.model.config import TeViAConfig
 from nnunetv2_tevia.model.guided_stage import GuidedStage
+from nnunetv2_tevia.model.reference_stage import ReferenceGuidedStage
 
 NO_TEXT_MESSAGE = (
     "this TeViA network got no report text for the current case. Predict with nnUNetv2_tevia_predict (it "
@@ -39,13 +41,20 @@ class TeViANetwork(nn.Module):
         self.config = config
         num_stages = min(config.num_guided_stages, len(self.decoder.stages))
         slots = config.resolved_slots(num_stages)
-        # the input of decoder stage s is the bottleneck (s = 0) or the output of stage s - 1,
-        # which has the channels of encoder stage -(s + 1)
-        channels = [self.encoder.output_channels[-(s + 1)] for s in range(num_stages)]
-        self.guidance = nn.ModuleList(
-            GuidedStage(c, config.text_tokens, config.text_dim, l, config.self_attention_heads,
-                        config.cross_attention_heads, config.initial_scale)
-            for c, l in zip(channels, slots))
+        if config.design == "reference":
+            # the input of decoder stage s is the bottleneck (s = 0) or the output of stage s - 1,
+            # which has the channels of encoder stage -(s + 1)
+            channels = [self.encoder.output_channels[-(s + 1)] for s in range(num_stages)]
+            stages = [ReferenceGuidedStage(c, config.text_tokens, config.text_dim, l, config.self_attention_heads,
+                                           config.cross_attention_heads, config.initial_scale)
+                      for c, l in zip(channels, slots)]
+        else:
+            # the output of decoder stage s has the channels of the skip it was concatenated with
+            channels = [self.encoder.output_channels[-(s + 2)] for s in range(num_stages)]
+            stages = [GuidedStage(c, config.text_tokens, config.text_dim, l, config.cross_attention_heads,
+                                  config.initial_scale) for c, l in zip(channels, slots)]
+        self.guidance = nn.ModuleList(stages)
+        self.guides_inputs = config.design == "reference"
         self.register_buffer("no_report_text_features", torch.zeros(config.text_tokens, config.text_dim))
         self.register_buffer("no_report_text_mask", torch.zeros(config.text_tokens, dtype=torch.bool))
         self.allow_no_report = config.text_dropout > 0
@@ -88,22 +97,35 @@ class TeViANetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, text: Optional[torch.Tensor] = None,
                 text_mask: Optional[torch.Tensor] = None, return_aux: bool = False):
+        """Segmentation logits (a list under deep supervision). With ``return_aux`` also a dict of what the
+        alignment loss and the prototype need: the last decoder features, each guided stage's feature map, its
+        projected text and its text vector."""
         # under autocast, x is fp32 but the attention runs in half precision; keep text in x's dtype
         text, text_mask = self._resolve_text(x.shape[0], text, text_mask, x)
         skips = self.encoder(x)
         dec = self.decoder
         lres = skips[-1]
         seg_outputs: List[torch.Tensor] = []
-        projected: List[torch.Tensor] = []
-        # UNetDecoder.forward's loop, with the guided stages applied to the inputs of the first K stages
+        aux = {"stage_features": [], "projected_text": [], "text_vectors": []}
+
+        def guide(s: int, features: torch.Tensor) -> torch.Tensor:
+            stage = self.guidance[s]
+            keys, key_mask = stage.project_text(text, text_mask)
+            aux["stage_features"].append(features)
+            aux["projected_text"].append(keys)
+            aux["text_vectors"].append(stage.text_vector(keys, key_mask))
+            return stage(features, keys, key_mask)
+
+        # UNetDecoder.forward's loop (a test checks it still equals UNetDecoder's), with guided stages applied to
+        # the inputs (reference design) or outputs (default) of the first K decoder stages
         for s in range(len(dec.stages)):
-            if s < len(self.guidance):
-                t = self.guidance[s].text_projection(text, text_mask)
-                projected.append(t)
-                lres = self.guidance[s](lres, t)
+            if self.guides_inputs and s < len(self.guidance):
+                lres = guide(s, lres)
             y = dec.transpconvs[s](lres)
             y = torch.cat((y, skips[-(s + 2)]), 1)
             y = dec.stages[s](y)
+            if not self.guides_inputs and s < len(self.guidance):
+                y = guide(s, y)
             if dec.deep_supervision:
                 seg_outputs.append(dec.seg_layers[s](y))
             elif s == len(dec.stages) - 1:
@@ -112,7 +134,7 @@ class TeViANetwork(nn.Module):
         seg_outputs = seg_outputs[::-1]
         out = seg_outputs if dec.deep_supervision else seg_outputs[0]
         if return_aux:
-            return out, {"features": lres, "projected_text": projected}
+            return out, dict(aux, features=lres)
         return out
 
     def compute_conv_feature_map_size(self, input_size):
@@ -121,5 +143,5 @@ class TeViANetwork(nn.Module):
 
     # --- prototype bookkeeping over all guided stages ---
     @property
-    def guided_stages(self) -> List[GuidedStage]:
+    def guided_stages(self) -> List[nn.Module]:
         return list(self.guidance)

@@ -20,12 +20,12 @@ from torch import distributed as dist
 from torch._dynamo import OptimizedModule
 
 from nnunetv2_tevia.errors import TeViAError, TextCacheError
-from nnunetv2_tevia.model.alignment import (alignment_loss, foreground_mask, foreground_vectors,
-                                            stage_text_vectors)
+from nnunetv2_tevia.model.alignment import alignment_loss, foreground_mask, foreground_vectors
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
-from nnunetv2_tevia.model.prototype import activate_prototypes, update_prototypes
+from nnunetv2_tevia.model.prototype import activate_prototypes, stage_foreground_vectors, update_prototypes
 from nnunetv2_tevia.model.tevia_network import TeViANetwork
 from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable
+from nnunetv2_tevia.training.optimizer import PolyLRGroupScheduler, build_optimizer
 from nnunetv2_tevia.training.text_aware_dataset import with_load_case_callback
 from nnunetv2_tevia.training.tevia_logger import TeViALocalLogger
 
@@ -45,13 +45,22 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        # Which guided stage (model/config.py DESIGNS): "tevia" (GuidedStage) or "reference" (the reference
+        # code's arrangement, nnUNetTrainerTeViA_reference). docs/architecture.md says what differs and why.
+        self.tevia_design = "tevia"
         self.num_guided_stages = 3
         self.alignment_weight = 0.1
-        self.cross_attention_initial_scale = 0.01  # the reference's value; see docs/architecture.md
+        self.cross_attention_initial_scale: Optional[float] = None  # None: the design's default (0.1; reference 0.01)
+        # The text pathway's own optimizer ("adamw"); None puts it into nnU-Net's SGD with the U-Net. The U-Net
+        # keeps nnU-Net's SGD either way; both follow nnU-Net's poly schedule from their own initial lr.
+        self.text_optimizer: Optional[str] = "adamw"
+        self.text_initial_lr = 3e-4
+        self.text_weight_decay = 1e-2
         self.use_alignment = True
         self.use_prototype = True
         self.prototype_momentum = 0.99
         self.prototype_warmup_epoch: Optional[int] = None  # None: 10% of num_epochs
+        self.prototype_ramp_epochs: Optional[int] = None   # None: 10% of num_epochs (at least 1)
         self.use_case_text = True        # False: every case gets the no-report text (_noText)
         self.text_dropout = 0.0          # probability of training a case on the no-report text
         # Reports name sides and zones; mirroring and large rotations would pair a flipped image with
@@ -67,6 +76,12 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         if self.prototype_warmup_epoch is not None:
             return self.prototype_warmup_epoch
         return int(0.1 * self.num_epochs)
+
+    @property
+    def ramp_epochs(self) -> int:
+        if self.prototype_ramp_epochs is not None:
+            return max(1, self.prototype_ramp_epochs)
+        return max(1, int(0.1 * self.num_epochs))
 
     # ------------------------------------------------------------------ network
     @staticmethod
@@ -130,16 +145,24 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
 
         n_decoder_stages = self.configuration_manager.network_arch_init_kwargs["n_stages"] - 1
         num_stages = min(self.num_guided_stages, n_decoder_stages)
-        config = TeViAConfig(text_tokens=cache.max_tokens, text_dim=cache.dim, num_guided_stages=num_stages,
-                             encoder=cache.encoder_record(), no_report_text=cache.no_report_text,
-                             text_dropout=self.text_dropout, case_text=self.use_case_text,
-                             initial_scale=self.cross_attention_initial_scale)
+        config = TeViAConfig(text_tokens=cache.max_tokens, text_dim=cache.dim, design=self.tevia_design,
+                             num_guided_stages=num_stages, encoder=cache.encoder_record(),
+                             no_report_text=cache.no_report_text, text_dropout=self.text_dropout,
+                             case_text=self.use_case_text, initial_scale=self.cross_attention_initial_scale)
         config.slots = config.resolved_slots(num_stages)
         # the same dict object is saved as plans.json and, through init_args, in every checkpoint
         self.plans_manager.plans[PLANS_KEY] = config.to_dict()
         self.print_to_log_file(f"TeViA text: {cache.encoder_id} ({cache.revision}), {cache.max_tokens} tokens x "
-                               f"{cache.dim} dims, {num_stages} guided stages with slots {config.slots}; "
-                               f"cache {cache.folder}")
+                               f"{cache.dim} dims, {config.design} design, {num_stages} guided stages with slots "
+                               f"{config.slots}; cache {cache.folder}")
+
+    # ------------------------------------------------------------------ optimizer
+    def configure_optimizers(self):
+        """nnU-Net's SGD for the U-Net; the text pathway (guided stages) in its own AdamW unless
+        ``text_optimizer`` is None. Both follow nnU-Net's poly schedule from their own initial lr."""
+        optimizer = build_optimizer(self.network, unwrap(self.network).guidance, self.initial_lr, self.weight_decay,
+                                    self.text_optimizer, self.text_initial_lr, self.text_weight_decay)
+        return optimizer, PolyLRGroupScheduler(optimizer, self.num_epochs)
 
     # ------------------------------------------------------------------ augmentation
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
@@ -183,8 +206,9 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         with autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context():
             output, aux = self.network(data, text, text_mask, return_aux=True)
             seg_loss = self.loss(output, target)
-            vectors, valid = self._foreground_vectors(aux["features"], target)
-            align = alignment_loss(stage_text_vectors(aux["projected_text"]), vectors, valid)
+            fg = self._foreground(target)
+            vectors, valid = self._alignment_vectors(aux["features"], fg)
+            align = alignment_loss(aux["text_vectors"], vectors, valid)
             total = seg_loss + self.alignment_weight * align if self.use_alignment else seg_loss
 
         if self.grad_scaler is not None:
@@ -198,20 +222,29 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
             self.optimizer.step()
         if self.use_prototype:
-            self._update_prototypes(vectors, valid)
+            self._update_prototypes(aux["stage_features"], fg, vectors, valid)
         return {'loss': total.detach().cpu().numpy(), 'alignment_loss': align.detach().cpu().numpy()}
 
-    def _foreground_vectors(self, features: torch.Tensor, target) -> tuple:
+    def _foreground(self, target) -> torch.Tensor:
         full_res = target[0] if isinstance(target, list) else target
-        fg = foreground_mask(full_res, self.label_manager.has_regions, self.label_manager.ignore_label)
-        stages = unwrap(self.network).guided_stages
-        pairs = [foreground_vectors(features, fg, s.channels) for s in stages]
+        return foreground_mask(full_res, self.label_manager.has_regions, self.label_manager.ignore_label)
+
+    def _alignment_vectors(self, features: torch.Tensor, fg: torch.Tensor) -> tuple:
+        """The alignment loss's visual vector per guided stage (section 3) and which samples have foreground."""
+        pairs = [foreground_vectors(features, fg, s.channels) for s in unwrap(self.network).guided_stages]
         return [p[0] for p in pairs], pairs[0][1]
 
-    def _update_prototypes(self, vectors: List[torch.Tensor], valid: torch.Tensor) -> None:
+    def _update_prototypes(self, stage_features: List[torch.Tensor], fg: torch.Tensor,
+                           alignment_vectors: List[torch.Tensor], valid: torch.Tensor) -> None:
         """Training steps only. Every rank reaches the all-reduce, also with an empty batch foreground."""
-        update_prototypes(unwrap(self.network).guided_stages, vectors, valid,
-                          accumulate=self.current_epoch >= self.warmup_epoch, momentum=self.prototype_momentum)
+        stages = unwrap(self.network).guided_stages
+        if stages and stages[0].prototype_space == "stage":
+            pairs = [stage_foreground_vectors(f, fg) for f in stage_features]
+            vectors, valid = [p[0] for p in pairs], pairs[0][1]
+        else:
+            vectors = alignment_vectors
+        update_prototypes(stages, vectors, valid, accumulate=self.current_epoch >= self.warmup_epoch,
+                          momentum=self.prototype_momentum)
 
     def validation_step(self, batch: dict) -> dict:
         # nnU-Net's validation step calls network(data); the batch's text is set on the network around it
@@ -232,10 +265,14 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
             align = np.concatenate([np.atleast_1d(a) for a in gathered])
         stages = unwrap(self.network).guided_stages
         if self.use_prototype and self.current_epoch >= self.warmup_epoch:
+            for s in stages:  # before activation: a prototype switched on now starts at weight 0
+                s.ramp_prototype(1 / self.ramp_epochs)
             for s in activate_prototypes(stages):
                 self.print_to_log_file(f"prototype of a {s.channels}-channel guided stage activated "
                                        f"(mean of {int(s.prototype_count)} foreground samples)")
         active = sum(bool(s.prototype_active) for s in stages)
+        gates = [round(s.gate.item(), 4) for s in stages]
+        self.print_to_log_file(f"guided stage gates {gates}")
         self.logger.log('alignment_losses', float(np.mean(align)), self.current_epoch)
         self.logger.log('prototype_active_stages', active, self.current_epoch)
         self.print_to_log_file(f"alignment_loss {np.round(np.mean(align), 4)}, active prototypes {active}/"
@@ -264,6 +301,12 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
             from nnunetv2_tevia.text.cache import record_mismatches
 
             mine = self.plans_manager.plans[PLANS_KEY]
+            theirs_design = TeViAConfig.from_dict(saved).design
+            if theirs_design != mine["design"]:
+                where = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "the checkpoint"
+                raise SystemExit(f"error: {where} holds a {theirs_design!r} TeViA network, but {self.__class__.__name__} "
+                                 f"builds the {mine['design']!r} design. Continue it with the trainer that wrote it "
+                                 f"(-tr {'nnUNetTrainerTeViA_reference' if theirs_design == 'reference' else 'nnUNetTrainerTeViA'})")
             # Same shapes from another encoder would load silently and train on meaningless features.
             diffs = [k for k in ("text_tokens", "text_dim", "slots") if saved.get(k) != mine.get(k)]
             diffs += record_mismatches(mine["encoder"], saved.get("encoder", {}))

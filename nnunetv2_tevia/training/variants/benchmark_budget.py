@@ -4,6 +4,9 @@
 sized from a measured step time: on the 2-core development CPU at 112 x 112 a training step took 1.45-1.66 s, so
 the five trainers take about 2.4 h there (docs/benchmarks.md, "Why 1000 steps").
 ``_gpuBudget``: nnU-Net's own schedule (1000 x 250) and the plans' batch size.
+``_gpuShortBudget``: batch 8 and ``TEVIA_BENCH_EPOCHS`` x ``TEVIA_BENCH_ITERS`` steps (default 48 x 250 = 12 000):
+the CPU budget's setting, a dozen times longer, sized for several trainings side by side on one GPU within a
+10-minute call (benchmarks/gpu_long_schedule.py; docs/benchmarks.md).
 
 Both seed ``random``, numpy and torch from ``TEVIA_BENCH_SEED`` (default 0) before the network is built, and
 both skip nnU-Net's final validation: the benchmark scores a labelled test folder instead
@@ -20,6 +23,8 @@ from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 from nnunetv2_tevia.training.variants.ablations import (nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
                                                         nnUNetTrainerTeViA_noText)
 from nnunetv2_tevia.training.variants.augmentation import nnUNetTrainerTeViA_fullDA
+from nnunetv2_tevia.training.variants.reference import nnUNetTrainerTeViA_reference
+from nnunetv2_tevia.training.variants.snapshots import SnapshotMixin
 from nnunetv2_tevia.training.variants.text_dropout import nnUNetTrainerTeViA_textDropout
 
 SEED_ENV = "TEVIA_BENCH_SEED"
@@ -32,10 +37,15 @@ CPU_ITERATIONS = 40
 CPU_VAL_ITERATIONS = 2
 PEAK_GPU_MEMORY_LOG = "benchmark: peak GPU memory allocated (MiB):"
 
+GPU_SHORT_EPOCHS = 48
+GPU_SHORT_ITERATIONS = 250
+BUDGETS = ("cpuBudget", "gpuBudget", "gpuShortBudget")
+
 __all__ = [f"{base.__name__}_{budget}" for base in (nnUNetTrainer, nnUNetTrainerTeViA, nnUNetTrainerTeViA_noText,
                                                       nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
-                                                      nnUNetTrainerTeViA_textDropout, nnUNetTrainerTeViA_fullDA)
-           for budget in ("cpuBudget", "gpuBudget")]
+                                                      nnUNetTrainerTeViA_textDropout, nnUNetTrainerTeViA_fullDA,
+                                                      nnUNetTrainerTeViA_reference)
+           for budget in BUDGETS]
 
 
 def seed_everything(seed: int) -> None:
@@ -44,8 +54,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-class _BenchmarkBudget:
-    """Mixin placed before the trainer: seeding, peak GPU memory in the log, no final validation."""
+class _BenchmarkBudget(SnapshotMixin):
+    """Mixin placed before the trainer: seeding, peak GPU memory in the log, no final validation, snapshots
+    (``TEVIA_SNAPSHOT_EVERY``)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -62,11 +73,13 @@ class _BenchmarkBudget:
 
 
 class _CpuBudget(_BenchmarkBudget):
+    default_epochs, default_iterations = CPU_EPOCHS, CPU_ITERATIONS
+
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = int(os.environ.get(EPOCHS_ENV, CPU_EPOCHS))
-        self.num_iterations_per_epoch = int(os.environ.get(ITERS_ENV, CPU_ITERATIONS))
+        self.num_epochs = int(os.environ.get(EPOCHS_ENV, self.default_epochs))
+        self.num_iterations_per_epoch = int(os.environ.get(ITERS_ENV, self.default_iterations))
         self.num_val_iterations_per_epoch = CPU_VAL_ITERATIONS
         self.save_every = 5  # the benchmark resumes an interrupted training with --c from checkpoint_latest
 
@@ -79,6 +92,10 @@ class _CpuBudget(_BenchmarkBudget):
 
 class _GpuBudget(_BenchmarkBudget):
     """nnU-Net's defaults, unchanged; only the seed and the skipped final validation differ."""
+
+
+class _GpuShortBudget(_CpuBudget):
+    default_epochs, default_iterations = GPU_SHORT_EPOCHS, GPU_SHORT_ITERATIONS
 
 
 class nnUNetTrainer_cpuBudget(_CpuBudget, nnUNetTrainer):
@@ -134,4 +151,44 @@ class nnUNetTrainerTeViA_fullDA_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_fullDA)
 
 
 class nnUNetTrainerTeViA_fullDA_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_fullDA):
+    pass
+
+
+class nnUNetTrainerTeViA_reference_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_reference):
+    pass
+
+
+class nnUNetTrainerTeViA_reference_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_reference):
+    pass
+
+
+class nnUNetTrainer_gpuShortBudget(_GpuShortBudget, nnUNetTrainer):
+    pass
+
+
+class nnUNetTrainerTeViA_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA):
+    pass
+
+
+class nnUNetTrainerTeViA_noText_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_noText):
+    pass
+
+
+class nnUNetTrainerTeViA_noAlign_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_noAlign):
+    pass
+
+
+class nnUNetTrainerTeViA_noProto_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_noProto):
+    pass
+
+
+class nnUNetTrainerTeViA_textDropout_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_textDropout):
+    pass
+
+
+class nnUNetTrainerTeViA_fullDA_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_fullDA):
+    pass
+
+
+class nnUNetTrainerTeViA_reference_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_reference):
     pass

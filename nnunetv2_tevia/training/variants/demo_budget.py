@@ -1,41 +1,50 @@
 """The demo's training budget, applied alike to TeViA and to plain nnU-Net so the comparison is fair.
 
-Sized for a 2-core CPU, where the whole demo was meant to take about 20 minutes (measured 41 minutes
-with the machine shared with other jobs; see docs/demo.md). Set ``TEVIA_DEMO_EPOCHS`` to train longer or shorter without a new class.
+Batch ``DEMO_BATCH_SIZE`` and ``TEVIA_DEMO_EPOCHS`` x ``TEVIA_DEMO_ITERATIONS`` steps (nnunetv2_tevia/demo/budget.py).
 """
 import os
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunetv2_tevia.demo.budget import (DEMO_BATCH_SIZE, DEMO_EPOCHS, DEMO_ITERATIONS, EPOCHS_ENV, ITERATIONS_ENV,
+                                        SEED_ENV)
+from nnunetv2_tevia.training.variants.benchmark_budget import seed_everything
+from nnunetv2_tevia.training.variants.snapshots import SnapshotMixin
 from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
+from nnunetv2_tevia.training.variants.reference import nnUNetTrainerTeViA_reference
 from nnunetv2_tevia.training.variants.text_dropout import nnUNetTrainerTeViA_textDropout
 
 
-def apply_demo_budget(trainer: nnUNetTrainer) -> None:
-    trainer.num_epochs = int(os.environ.get("TEVIA_DEMO_EPOCHS", 20))
-    trainer.num_iterations_per_epoch = int(os.environ.get("TEVIA_DEMO_ITERATIONS", 25))
-    trainer.num_val_iterations_per_epoch = 5
+class _DemoBudget(SnapshotMixin):
+    """Mixin placed before the trainer. ``TEVIA_DEMO_SEED`` seeds it (default: unseeded, as nnU-Net)."""
 
-
-class nnUNetTrainer_demoBudget(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
+        if SEED_ENV in os.environ:
+            seed_everything(int(os.environ[SEED_ENV]))
         super().__init__(plans, configuration, fold, dataset_json, device)
-        apply_demo_budget(self)
+        self.num_epochs = int(os.environ.get(EPOCHS_ENV, DEMO_EPOCHS))
+        self.num_iterations_per_epoch = int(os.environ.get(ITERATIONS_ENV, DEMO_ITERATIONS))
+        self.num_val_iterations_per_epoch = 2
+
+    def _set_batch_size_and_oversample(self):
+        # the trainer's ConfigurationManager holds a copy of the plans' configuration: plans.json keeps its batch
+        self.configuration_manager.configuration['batch_size'] = DEMO_BATCH_SIZE
+        super()._set_batch_size_and_oversample()
 
 
-class nnUNetTrainerTeViA_demoBudget(nnUNetTrainerTeViA):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        apply_demo_budget(self)
+class nnUNetTrainer_demoBudget(_DemoBudget, nnUNetTrainer):
+    pass
 
 
-class nnUNetTrainerTeViA_textDropout_demoBudget(nnUNetTrainerTeViA_textDropout):
+class nnUNetTrainerTeViA_demoBudget(_DemoBudget, nnUNetTrainerTeViA):
+    pass
+
+
+class nnUNetTrainerTeViA_reference_demoBudget(_DemoBudget, nnUNetTrainerTeViA_reference):
+    pass
+
+
+class nnUNetTrainerTeViA_textDropout_demoBudget(_DemoBudget, nnUNetTrainerTeViA_textDropout):
     """The demo budget with text dropout: one demo model measured with and without reports."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        apply_demo_budget(self)

@@ -1,0 +1,211 @@
+"""Does the text gain hold over a longer schedule? Several trainers side by side on one GPU, with a learning curve.
+
+    python benchmarks/gpu_long_schedule.py -d 501 -o OUT -device cuda                       # 48 x 250 = 12 000 steps
+    python benchmarks/gpu_long_schedule.py -d 501 -o OUT -device cuda --epochs 40 --report-only
+
+1. Starts one ``run_benchmark.py --budget gpuShort`` per trainer, all at once (the trainings share the GPU; the
+   CPU cores are split between their data-augmentation workers). Each trains batch 8 for --epochs x --iterations
+   steps (nnU-Net's AMP on CUDA), keeps ``checkpoint_step<N>.pth`` every --snapshot-every epochs, predicts
+   imagesTs with its final checkpoint, scores it against labelsTs and, for TeViA models, also predicts without
+   any report.
+2. Scores every snapshot of every model on imagesTs, in-process, one subprocess per trainer at a time (prediction
+   without test-time mirroring for all, so that the curve compares the same work; the final rows of
+   results.md keep each trainer's own choice). Both Dice conventions: mean over cases of the per-case Dice, and
+   pooled over all pixels.
+3. Writes OUT/curve.json, curve.md and curve.png next to run_benchmark's results.md.
+
+A second call skips what is done (finished trainings, scored snapshots). ``--report-only`` only rewrites the
+tables. Tested on the CPU at a tiny budget (tests/test_gpu_long_schedule.py); the device-machine command and
+the measured numbers are in docs/benchmarks.md.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText", "nnUNetTrainerTeViA_reference")
+
+
+def model_folder(out: str, dataset: str, trainer: str, plans: str, config: str, fold: int) -> str:
+    return os.path.join(out, "models", "seed_0", dataset, f"{trainer}_gpuShortBudget__{plans}__{config}", f"fold_{fold}")
+
+
+def snapshot_steps(folder: str) -> List[int]:
+    return sorted(int(re.search(r"step(\d+)\.pth$", p).group(1))
+                  for p in glob.glob(os.path.join(folder, "checkpoint_step*.pth")))
+
+
+def train_all(args, env: Dict[str, str]) -> None:
+    cpus = os.cpu_count() or 2
+    procs = []
+    for trainer in args.trainers:
+        log = os.path.join(args.o, "logs", f"{trainer}.log")
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        cmd = [sys.executable, os.path.join(HERE, "run_benchmark.py"), "-d", args.d, "-o", args.o, "-c", args.c,
+               "-p", args.p, "--budget", "gpuShort", "--trainers", trainer, "--seeds", "0", "--no-report",
+               "-device", args.device]
+        trainer_env = dict(env, nnUNet_n_proc_DA=str(max(1, (cpus - 1) // len(args.trainers))))
+        print(f"[{time.strftime('%X')}] {' '.join(cmd)}  (log {log})", flush=True)
+        procs.append((trainer, subprocess.Popen(cmd, env=trainer_env, stdout=open(log, "a"), stderr=subprocess.STDOUT),
+                      log))
+    failed = []
+    for trainer, proc, log in procs:
+        if proc.wait() != 0:
+            failed.append(f"{trainer} (log {log})")
+    if failed:
+        raise SystemExit(f"error: run_benchmark.py failed for {', '.join(failed)}")
+
+
+def score_snapshots(args, dataset: str, trainer: str) -> Dict[str, Dict]:
+    """{steps: scores} of every snapshot of one trainer's model (in this process)."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    import bench_scoring
+    from nnunetv2_tevia.prompts.dataset_cases import dataset_folder, load_dataset_json, test_case_ids
+    from nnunetv2_tevia.prompts.prompt_file import load_prompts, resolve_prompt_path
+
+    raw = dataset_folder(dataset)
+    dataset_json, test_ids = load_dataset_json(raw), test_case_ids(raw)
+    folder = model_folder(args.o, dataset, trainer, args.p, args.c, args.fold)
+    path = os.path.join(args.o, "curve_scores", f"{trainer}.json")
+    scores = json.load(open(path)) if os.path.isfile(path) else {}
+    common = dict(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, perform_everything_on_device=True,
+                  device=torch.device(args.device), verbose=False, allow_tqdm=False)
+    for steps in snapshot_steps(folder):
+        if str(steps) in scores:
+            continue
+        if "TeViA" in trainer:
+            from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor
+
+            predictor = nnUNetTeViAPredictor(**common, prompts=load_prompts(resolve_prompt_path(dataset, None)),
+                                             text_cache_folder=os.path.join(args.o, "text_cache"))
+        else:
+            predictor = nnUNetPredictor(**common)
+        predictor.initialize_from_trained_model_folder(os.path.dirname(folder), (args.fold,),
+                                                       checkpoint_name=f"checkpoint_step{steps}.pth")
+        out = os.path.join(args.o, "curve_predictions", trainer, str(steps))
+        os.makedirs(out, exist_ok=True)
+        start = time.time()
+        predictor.predict_from_files_sequential(os.path.join(raw, "imagesTs"), out, save_probabilities=False,
+                                                overwrite=True)
+        summary = bench_scoring.score_folder(out, os.path.join(raw, "labelsTs"), test_ids, dataset_json)
+        scores[str(steps)] = dict(summary["mean_over_labels"], predict_seconds=round(time.time() - start, 1))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump(scores, f, indent=1)
+        os.replace(path + ".tmp", path)
+        print(f"[{time.strftime('%X')}] {trainer} {steps} steps: per-case Dice "
+              f"{scores[str(steps)]['per_case_dice']:.4f}, pooled {scores[str(steps)]['pooled_dice']:.4f}", flush=True)
+    return scores
+
+
+def write_curve(args, curves: Dict[str, Dict[str, Dict]]) -> None:
+    from nnunetv2_tevia.io_utils import atomic_write_bytes, atomic_write_json
+
+    atomic_write_json(os.path.join(args.o, "curve.json"), {"budget": budget_text(args), "curves": curves})
+    lines = [f"# Learning curves: {budget_text(args)}", "",
+             "Test Dice at each snapshot, predicted without mirroring (mean over cases of the per-case Dice; pooled "
+             "over all pixels in brackets).", "",
+             "| steps | " + " | ".join(f"`{t}`" for t in curves) + " |",
+             "| --- |" + " --- |" * len(curves)]
+    all_steps = sorted({int(s) for c in curves.values() for s in c})
+    for steps in all_steps:
+        cells = []
+        for c in curves.values():
+            s = c.get(str(steps))
+            cells.append(f"{s['per_case_dice']:.4f} ({s['pooled_dice']:.4f})" if s else "")
+        lines.append(f"| {steps} | " + " | ".join(cells) + " |")
+    atomic_write_bytes(os.path.join(args.o, "curve.md"), ("\n".join(lines) + "\n").encode())
+
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for trainer, c in curves.items():
+        steps = sorted(c, key=int)
+        for ax, key in zip(axes, ("per_case_dice", "pooled_dice")):
+            ax.plot([int(s) for s in steps], [c[s][key] for s in steps], marker="o", ms=3, label=trainer)
+    for ax, title in zip(axes, ("mean per-case Dice", "pooled Dice")):
+        ax.set_title(title)
+        ax.set_xlabel("training steps (batch 8)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(budget_text(args), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.o, "curve.png"), dpi=110)
+    plt.close(fig)
+
+
+def budget_text(args) -> str:
+    return (f"{args.d}, batch 8, {args.epochs} x {args.iterations} = {args.epochs * args.iterations} steps, "
+            f"snapshot every {args.snapshot_every} epochs, device {args.device}")
+
+
+def main(argv=None) -> None:
+    from nnunetv2_tevia.training.variants import benchmark_budget as budget
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-d", required=True, help="[REQUIRED] dataset id or name (planned, preprocessed, embedded, with "
+                                             "a labelled imagesTs / labelsTs)")
+    p.add_argument("-o", required=True, help="[REQUIRED] output folder")
+    p.add_argument("-c", default="2d", help="[OPTIONAL] configuration. Default: 2d")
+    p.add_argument("-p", default="nnUNetPlans", help="[OPTIONAL] plans identifier. Default: nnUNetPlans")
+    p.add_argument("--trainers", nargs="+", default=list(DEFAULT_TRAINERS),
+                   help=f"[OPTIONAL] Default: {' '.join(DEFAULT_TRAINERS)}")
+    p.add_argument("--epochs", type=int, default=budget.GPU_SHORT_EPOCHS,
+                   help=f"[OPTIONAL] Default: {budget.GPU_SHORT_EPOCHS}")
+    p.add_argument("--iterations", type=int, default=budget.GPU_SHORT_ITERATIONS,
+                   help=f"[OPTIONAL] iterations per epoch. Default: {budget.GPU_SHORT_ITERATIONS}")
+    p.add_argument("--snapshot-every", type=int, default=8, help="[OPTIONAL] epochs between snapshots. Default: 8")
+    p.add_argument("-device", default="cuda", choices=("cpu", "cuda"), help="[OPTIONAL] Default: cuda")
+    p.add_argument("--report-only", action="store_true",
+                   help="[OPTIONAL] train and predict nothing: rewrite the tables from what is there")
+    p.add_argument("--score-one", help=argparse.SUPPRESS)  # internal: score one trainer's snapshots
+    args = p.parse_args(argv)
+
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    dataset = maybe_convert_to_dataset_name(args.d)
+    os.makedirs(args.o, exist_ok=True)
+    env = dict(os.environ, **{budget.EPOCHS_ENV: str(args.epochs), budget.ITERS_ENV: str(args.iterations),
+                              "TEVIA_SNAPSHOT_EVERY": str(args.snapshot_every)})
+    os.environ.update(env)
+    if not args.report_only and not args.score_one:
+        train_all(args, env)
+    results = os.path.join(args.o, "results.json")
+    if not os.path.isfile(results):
+        raise SystemExit(f"error: {results} does not exist: nothing has been trained into {args.o} yet")
+    args.fold = json.load(open(results))["config"]["fold"]  # the benchmark fold that run_benchmark.py chose
+    if args.score_one:
+        score_snapshots(args, dataset, args.score_one)
+        return
+    if not args.report_only:
+        for trainer in args.trainers:  # one process each: every predictor starts from a clean slate
+            cmd = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:]),
+                   "--score-one", trainer]
+            if subprocess.run(cmd, env=env).returncode != 0:
+                raise SystemExit(f"error: scoring the snapshots of {trainer} failed")
+    curves = {}
+    for trainer in args.trainers:
+        path = os.path.join(args.o, "curve_scores", f"{trainer}.json")
+        if os.path.isfile(path):
+            curves[trainer] = json.load(open(path))
+    write_curve(args, curves)
+    subprocess.run([sys.executable, os.path.join(HERE, "run_benchmark.py"), "-d", args.d, "-o", args.o, "-c", args.c,
+                    "-p", args.p, "--budget", "gpuShort", "--trainers", *args.trainers, "--seeds", "0", "--no-report",
+                    "-device", args.device, "--report-only"], env=env, check=True)
+    print(f"wrote {os.path.join(args.o, 'curve.md')}, curve.json, curve.png and results.md")
+
+
+if __name__ == "__main__":
+    main()

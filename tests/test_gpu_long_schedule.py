@@ -1,0 +1,44 @@
+"""benchmarks/gpu_long_schedule.py on the CPU at a tiny budget: the parallel trainings, a snapshot every epoch, every
+snapshot scored with both Dice conventions, the curve files, and a second call that trains and predicts nothing.
+The script is meant for a GPU (docs/benchmarks.md); this is the check that it runs before a GPU is spent on it."""
+import json
+import shutil
+import sys
+
+import pytest
+
+from nnunetv2_tevia.demo.generator import generate_demo_dataset
+from test_benchmark_e2e import SCRIPT, _env, _run  # tests/ is on sys.path (pytest rootdir import mode)
+
+pytestmark = pytest.mark.slow
+
+LONG = SCRIPT.parent / "gpu_long_schedule.py"
+DATASET = 932
+
+
+def test_long_schedule_trains_snapshots_and_scores_the_curve(tmp_path):
+    env = _env(tmp_path)
+    for k in ("raw", "pre", "res"):
+        (tmp_path / k).mkdir()
+    generate_demo_dataset(str(tmp_path / "raw"), DATASET, num_train=8, num_test=3, size=32)
+    _run([shutil.which("nnUNetv2_tevia_plan_and_preprocess", path=env["PATH"]), "-d", DATASET, "-c", "2d", "-np", "1"],
+         env)
+    out = tmp_path / "out"
+    args = [sys.executable, LONG, "-d", DATASET, "-o", out, "--trainers", "nnUNetTrainer", "nnUNetTrainerTeViA",
+            "--epochs", "2", "--iterations", "2", "--snapshot-every", "1", "-device", "cpu"]
+    _run(args, env)
+
+    curve = json.loads((out / "curve.json").read_text())
+    assert set(curve["curves"]) == {"nnUNetTrainer", "nnUNetTrainerTeViA"}
+    for trainer, points in curve["curves"].items():
+        assert sorted(points, key=int) == ["2", "4"], trainer  # a snapshot after each epoch of 2 steps
+        for p in points.values():
+            assert 0 <= p["per_case_dice"] <= 1 and 0 <= p["pooled_dice"] <= 1 and p["n_cases"] == 3
+    assert "| 4 |" in (out / "curve.md").read_text() and (out / "curve.png").is_file()
+    rows = {r["base_trainer"] for r in json.loads((out / "results.json").read_text())["runs"]}
+    assert rows == {"nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA (no report)"}
+
+    again = _run(args, env)
+    logs = "".join(p.read_text() for p in (out / "logs").glob("*.log"))
+    assert logs.count("training nnUNetTrainerTeViA_gpuShortBudget") == 1  # the second call trained nothing
+    assert " steps: per-case Dice" not in again.stdout  # and scored no snapshot again
