@@ -77,7 +77,7 @@ setup(
             "nnUNetv2_tevia_env = nnunetv2_tevia.cli.env:env_entry",
             "nnUNetv2_tevia_prompts = nnunetv2_tevia.cli.prompts_cli:prompts_entry",
             "nnUNetv2_tevia_plan_and_preprocess = nnunetv2_tevia.cli.plan_and_preprocess:plan_and_preprocess_entry",
-            "nnUNetv2_tevia_predict = nnunetv2_tevia.inference.predict_entry:predict_entry",
+            "nnUNetv2_tevia_predict = nnunetv2_tevia.cli.predict:predict_entry",
             "nnUNetv2_tevia_demo = nnunetv2_tevia.cli.demo:demo_entry",
             "nnUNetv2_tevia_convert = nnunetv2_tevia.cli.convert:convert_entry",
             "nnUNetv2_tevia_find_best_configuration = nnunetv2_tevia.cli.find_best_configuration:find_best_configuration_entry",

@@ -200,7 +200,7 @@ def measure(setup: Setup, trainer_name: str, out: str, device: str, warmup: int,
             inference_cases: int, batch_size: int) -> Dict:
     import torch
 
-    from nnunetv2_tevia.training.nnUNetTrainerTeViA import unwrap
+    from nnunetv2_tevia.model.tevia_network import unwrap
 
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -234,7 +234,7 @@ def measure(setup: Setup, trainer_name: str, out: str, device: str, warmup: int,
         from nnunetv2_tevia.model.token_counts import guided_stage_token_counts
         result["guided_stage_tokens"] = guided_stage_token_counts(
             trainer.configuration_manager.patch_size, trainer.configuration_manager.pool_op_kernel_sizes,
-            len(network.guidance))
+            len(network.guidance), on_outputs=not network.guides_inputs)
         result["forward_flops"] = forward_flops(trainer)
     result["inference_seconds_per_case"] = time_inference(trainer, inference_cases, device, sync)
     return result
@@ -296,13 +296,15 @@ def forward_flops(trainer) -> Dict[str, float]:
 
 def flops_of_setup(setup: Setup) -> Dict:
     from nnunetv2_tevia.model.token_counts import guided_stage_token_counts
-    from nnunetv2_tevia.training.nnUNetTrainerTeViA import unwrap
+    from nnunetv2_tevia.model.tevia_network import unwrap
 
     trainer = build_trainer(setup, "nnUNetTrainerTeViA", "cpu")
     cm = trainer.configuration_manager
-    stages = unwrap(trainer.network).guided_stages
+    network = unwrap(trainer.network)
+    stages = network.guided_stages
     return {"setup": setup.name, "patch_size": list(cm.patch_size), "batch_size": cm.batch_size,
-            "guided_stage_tokens": guided_stage_token_counts(cm.patch_size, cm.pool_op_kernel_sizes, len(stages)),
+            "guided_stage_tokens": guided_stage_token_counts(cm.patch_size, cm.pool_op_kernel_sizes, len(stages),
+                                                             on_outputs=not network.guides_inputs),
             "guided_stage_channels": [s.channels for s in stages], "forward_flops": forward_flops(trainer)}
 
 

@@ -22,3 +22,24 @@ class EncoderError(TeViAError):
 
 class MissingTextError(TeViAError):
     """A case has no report text and no no-report text applies."""
+
+
+class ConversionError(TeViAError):
+    """The source folder cannot be turned into an nnU-Net raw dataset as it stands."""
+
+
+class AttentionStageError(TeViAError, ValueError):
+    """--attention-stage names a guided stage the model does not have."""
+
+
+class TrainingSetupError(TeViAError, SystemExit):
+    """A TeViA trainer cannot start: no or a stale text cache, a checkpoint of another encoder or design.
+
+    Also a SystemExit, on purpose: ``nnUNetv2_train`` is nnU-Net's entry point, which this package cannot wrap, and
+    SystemExit is the one exception Python reports as its message alone, without a traceback (exit status 1).
+    Python callers catch it as a TeViAError like every other input error.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.code = f"error: {message}"

@@ -47,3 +47,32 @@ def atomic_torch_save(obj, path: str) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def remove_orphaned_temp_files(path: str) -> list:
+    """Remove ``<path>.tmp-<pid>`` files whose writing process no longer runs (a kill -9 during the write), and
+    return them. Files of a live process (another rank, another training) are left alone."""
+    removed = []
+    folder, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return removed
+    for f in os.listdir(folder):
+        pid = f[len(name) + len(".tmp-"):] if f.startswith(name + ".tmp-") else ""
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        try:
+            os.remove(os.path.join(folder, f))
+            removed.append(os.path.join(folder, f))
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

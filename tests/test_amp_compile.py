@@ -2,9 +2,9 @@
 torch.compile with per-case text set between calls (the predictor's way), as nnU-Net uses them on CUDA."""
 import pytest
 import torch
-
-from nnunetv2_tevia.model.alignment import alignment_loss, foreground_vectors
 from test_model import make_net, rand_text  # tests/ is on sys.path (pytest rootdir import mode)
+
+from nnunetv2_tevia.training.alignment import alignment_loss, foreground_vectors
 
 
 def _finite_grads(net):

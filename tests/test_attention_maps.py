@@ -22,17 +22,14 @@ def test_captured_weights_match_sdpa_and_sum_to_one():
     torch.manual_seed(0)
     attention = Attention(16, 4)
     q, k = torch.randn(2, 10, 16), torch.randn(2, 5, 16)
-    mask = torch.ones(2, 5, dtype=torch.bool)
-    mask[:, 3:] = False
-    fast = attention(q, k, k, mask)
+    fast = attention(q, k, k)
     assert attention.last_weights is None  # SDPA path: nothing materialised
     attention.capture_weights = True
-    explicit = attention(q, k, k, mask)
+    explicit = attention(q, k, k)
     torch.testing.assert_close(explicit, fast, rtol=1e-5, atol=1e-6)
     w = attention.last_weights
     assert w.shape == (2, 10, 5)
     torch.testing.assert_close(w.sum(-1), torch.ones(2, 10))
-    assert torch.all(w[..., 3:] == 0)  # masked keys get no weight
 
 
 @pytest.mark.parametrize("spatial", [(6, 5), (3, 4, 2)])
@@ -40,11 +37,11 @@ def test_stage_maps_have_the_stage_grid(spatial):
     torch.manual_seed(0)
     stage = GuidedStage(channels=8, text_tokens=TOKENS, text_dim=16, slots=3)
     x = torch.randn(2, 8, *spatial)
-    text, key_mask = stage.project_text(torch.randn(2, TOKENS, 16), torch.ones(2, TOKENS, dtype=torch.bool))
-    stage(x, text, key_mask)
+    text = stage.project_text(torch.randn(2, TOKENS, 16), torch.ones(2, TOKENS, dtype=torch.bool))
+    stage(x, text)
     assert stage.cross_attention_maps() is None
     stage.cross_attention.capture_weights = True
-    stage(x, text, key_mask)
+    stage(x, text)
     maps = stage.cross_attention_maps()
     assert maps.shape == (2, 1 + 3, *spatial)  # the null key, then every slot
     torch.testing.assert_close(maps.sum(1), torch.ones(2, *spatial))
@@ -169,3 +166,29 @@ def test_chosen_stage_and_bad_stage(model_parts, tmp_path):
     # a TeViAError: nnUNetv2_tevia_predict prints it as one line, no traceback
     with pytest.raises(TeViAError, match="2 guided stages"):
         _predictor(model_parts, tmp_path, attention_maps_folder=str(tmp_path / "x"), attention_stage=2)
+
+
+def test_changed_prompts_are_embedded_again(model_parts, tmp_path):
+    """The in-process predictor keeps each case's embedded text; after ``predictor.prompts`` changes, the next
+    prediction must use the new report, not the features embedded from the old one."""
+    from PIL import Image
+
+    from nnunetv2_tevia.prompts.prompt_file import PromptFile
+
+    images = tmp_path / "in"
+    for folder in ("in", "a", "b", "c"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray((np.random.default_rng(3).random((40, 48)) * 255).astype(np.uint8)).save(images / "c1_0000.png")
+    other = "no infection, clear lungs on both sides."
+    predictor = _predictor(model_parts, tmp_path, mirroring=False, prompts=PromptFile(path=None, cases={"c1": REPORT}))
+    predictor.predict_from_files_sequential(str(images), str(tmp_path / "a"), save_probabilities=True)
+    predictor.prompts = PromptFile(path=None, cases={"c1": other})
+    predictor.predict_from_files_sequential(str(images), str(tmp_path / "b"), save_probabilities=True)
+    fresh = _predictor(model_parts, tmp_path, mirroring=False, prompts=PromptFile(path=None, cases={"c1": other}))
+    fresh.predict_from_files_sequential(str(images), str(tmp_path / "c"), save_probabilities=True)
+
+    def probabilities(folder):
+        return np.load(tmp_path / folder / "c1.npz")["probabilities"]
+
+    assert np.abs(probabilities("a") - probabilities("b")).max() > 1e-3  # the new report changed the prediction
+    np.testing.assert_allclose(probabilities("b"), probabilities("c"), atol=1e-5)  # to what it gives on its own

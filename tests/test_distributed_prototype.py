@@ -20,10 +20,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 
-from nnunetv2_tevia.model.alignment import foreground_mask, foreground_vectors
 from nnunetv2_tevia.model.config import TeViAConfig
-from nnunetv2_tevia.model.prototype import activate_prototypes, update_prototypes
 from nnunetv2_tevia.model.tevia_network import TeViANetwork
+from nnunetv2_tevia.training.alignment import foreground_mask, foreground_vectors
+from nnunetv2_tevia.training.prototype_updates import activate_prototypes, update_prototypes
 
 WORLD = 2
 L, D, SIZE = 6, 8, 32

@@ -6,13 +6,13 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
 
 from nnunetv2_tevia.errors import MissingTextError
-from nnunetv2_tevia.model.alignment import alignment_grid, alignment_loss, foreground_mask, foreground_vectors
 from nnunetv2_tevia.model.config import TeViAConfig, default_slot_counts
 from nnunetv2_tevia.model.guided_stage import GuidedStage
-from nnunetv2_tevia.model.prototype import (foreground_sum_count, minmax_normalise, momentum_update,
-                                            stage_foreground_vectors)
+from nnunetv2_tevia.model.prototype import minmax_normalise, momentum_update
 from nnunetv2_tevia.model.reference_stage import ReferenceGuidedStage
 from nnunetv2_tevia.model.tevia_network import TeViANetwork
+from nnunetv2_tevia.training.alignment import alignment_grid, alignment_loss, foreground_mask, foreground_vectors
+from nnunetv2_tevia.training.prototype_updates import foreground_sum_count, stage_foreground_vectors
 
 L, D = 8, 16
 
@@ -197,7 +197,7 @@ def test_alignment_gradient_reaches_only_text_projections_and_prompts(design):
 
 def test_text_vector_leaves_out_the_null_key():
     keys = torch.tensor([[[9.0, 9], [1, 2], [3, 4], [5, 6]]])   # the null key, then three slots
-    assert GuidedStage.text_vector(keys, torch.ones(1, 4, dtype=torch.bool)).tolist() == [[3.0, 4.0]]
+    assert GuidedStage.text_vector(keys).tolist() == [[3.0, 4.0]]
 
 
 def test_stage_foreground_vectors_exact():

@@ -17,16 +17,22 @@ import overhead  # noqa: E402
 def test_token_counts_of_a_default_3d_plan():
     # nnU-Net's 3d_fullres for a 128^3 patch: six stages, strides 1 then 2 x5 -> bottleneck 4^3
     strides = [[1, 1, 1]] + [[2, 2, 2]] * 5
-    assert guided_stage_shapes([128, 128, 128], strides, 3) == [[4, 4, 4], [8, 8, 8], [16, 16, 16]]
-    assert guided_stage_token_counts([128, 128, 128], strides, 3) == [64, 512, 4096]
+    # default design: outputs of decoder stages 0-2; reference: their inputs, one level coarser
+    assert guided_stage_shapes([128, 128, 128], strides, 3) == [[8, 8, 8], [16, 16, 16], [32, 32, 32]]
+    assert guided_stage_token_counts([128, 128, 128], strides, 3) == [512, 4096, 32768]
+    assert guided_stage_shapes([128, 128, 128], strides, 3, on_outputs=False) == [[4, 4, 4], [8, 8, 8], [16, 16, 16]]
+    assert guided_stage_token_counts([128, 128, 128], strides, 3, on_outputs=False) == [64, 512, 4096]
 
 
 def test_token_counts_anisotropic_and_capped():
     strides = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]
     # 3 decoder stages exist, so asking for 5 guided stages gives 3
-    assert guided_stage_shapes([20, 160, 160], strides, 5) == [[5, 20, 20], [10, 40, 40], [20, 80, 80]]
+    assert guided_stage_shapes([20, 160, 160], strides, 5, on_outputs=False) == [[5, 20, 20], [10, 40, 40],
+                                                                                 [20, 80, 80]]
+    assert guided_stage_shapes([20, 160, 160], strides, 5) == [[10, 40, 40], [20, 80, 80], [20, 160, 160]]
     # non-divisible sizes round up, as the convolutions' padding does
-    assert guided_stage_token_counts([10, 10], [1, 2, 2], 1) == [9]
+    assert guided_stage_token_counts([10, 10], [1, 2, 2], 1, on_outputs=False) == [9]
+    assert guided_stage_token_counts([10, 10], [1, 2, 2], 1) == [25]
 
 
 def _run(setup, trainer, rnd, step, rss, inference):

@@ -229,6 +229,9 @@ def test_kill_9_mid_epoch_then_continue(ws, data_2d):
     assert not (fold_folder / "checkpoint_final.pth").exists()
     resume_from = _all_checkpoints_readable(fold_folder, {})["checkpoint_latest.pth"]["current_epoch"]
     killed_logs = set(_training_logs(fold_folder))
+    # what a kill -9 in the middle of a checkpoint write leaves: the resumed run must clean it up
+    orphan = fold_folder / "checkpoint_latest.pth.tmp-99999999"
+    orphan.write_bytes(b"half a checkpoint")
     time.sleep(1.1)  # the resumed run's log file name has a one-second timestamp
 
     with open(ws.root / "resumed_training.log", "w") as out:
@@ -240,6 +243,7 @@ def test_kill_9_mid_epoch_then_continue(ws, data_2d):
 
     final = _load(fold_folder / "checkpoint_final.pth")
     assert final["current_epoch"] == 4
+    assert not list(fold_folder.glob("*.tmp-*")), list(fold_folder.glob("*.tmp-*"))
     _assert_prototypes_active(final["network_weights"])
     resumed_log = "".join(p.read_text() for p in set(_training_logs(fold_folder)) - killed_logs)
     assert _epochs_started(resumed_log) == list(range(resume_from, 4))
@@ -295,7 +299,7 @@ def test_finetune_from_plain_checkpoint(ws, data_2d, monkeypatch):
 def test_checkpoint_round_trip_restores_prototypes(ws, model_2d, monkeypatch, tmp_path):
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    from nnunetv2_tevia.training.nnUNetTrainerTeViA import unwrap
+    from nnunetv2_tevia.model.tevia_network import unwrap
 
     ws.use_in_process(monkeypatch)
     monkeypatch.setenv("nnUNet_results", str(tmp_path))  # the fresh trainer's log goes here, not into the model

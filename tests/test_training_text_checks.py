@@ -29,7 +29,7 @@ def _trainer_outcome(trainer_name: str, cache) -> dict:
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    from nnunetv2_tevia.training.nnUNetTrainerTeViA import unwrap
+    from nnunetv2_tevia.model.tevia_network import unwrap
 
     trainer = get_trainer_from_args(DATASET, "2d", 0, trainer_name, device=torch.device("cpu"))
     try:

@@ -15,7 +15,10 @@ def make_tiny_bert(folder, seed: int = 0, max_positions: int = 64) -> str:
     vocab_file = os.path.join(folder, "vocab.txt")
     with open(vocab_file, "w", encoding="utf-8") as f:
         f.write("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=vocab_file, do_lower_case=True)
+    # transformers 5 reads the vocabulary from vocab= (vocab_file= is silently ignored there, which left every word
+    # [UNK] and every text with the same features); transformers 4 reads vocab_file=
+    tokenizer = BertTokenizerFast(vocab_file=vocab_file, vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    assert tokenizer.convert_tokens_to_ids(["lung"]) == [vocab.index("lung")], "the tiny tokenizer lost its vocabulary"
     config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
                         vocab_size=len(vocab), max_position_embeddings=max_positions, pad_token_id=0)
     torch.manual_seed(seed)

@@ -14,10 +14,6 @@ from nnunetv2_tevia.errors import PromptFileError
 
 
 def _dataset_id(dataset: str) -> int:
-    try:
-        return int(dataset)
-    except ValueError:
-        pass
     from nnunetv2_tevia.prompts.dataset_cases import dataset_folder
 
     name = os.path.basename(dataset_folder(dataset))

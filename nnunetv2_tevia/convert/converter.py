@@ -9,8 +9,9 @@ from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_j
 from tqdm import tqdm
 
 from nnunetv2_tevia.convert.images import FOREGROUND_THRESHOLD, CaseJob, convert_case, is_colour, read_channels
-from nnunetv2_tevia.convert.layouts import ConversionError, SourceSplit, detect_layout
+from nnunetv2_tevia.convert.layouts import SourceSplit, detect_layout
 from nnunetv2_tevia.convert.pairing import CaseSource, pair_layout
+from nnunetv2_tevia.errors import ConversionError
 from nnunetv2_tevia.io_utils import atomic_write_json
 from nnunetv2_tevia.prompts.prompt_file import PROMPTS_FILENAME, PromptFile, save_prompts
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from nnunetv2_tevia.convert.layouts import ConversionError
+from nnunetv2_tevia.errors import ConversionError
 
 FOREGROUND_THRESHOLD = 127   # masks saved as {0, 255}: anything brighter than mid-grey is foreground
 _MULTI_CHANNEL_MODES = ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from nnunetv2_tevia.errors import TeViAError
+from nnunetv2_tevia.errors import ConversionError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 TABLE_EXTENSIONS = (".csv", ".xlsx")
@@ -22,10 +22,6 @@ SPLIT_ROLES = {
     "val": "val", "valid": "val", "validation": "val",
     "test": "test", "testing": "test", "ts": "test",
 }
-
-
-class ConversionError(TeViAError):
-    """The source folder cannot be turned into an nnU-Net raw dataset as it stands."""
 
 
 @dataclass(frozen=True)

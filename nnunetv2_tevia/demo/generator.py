@@ -6,10 +6,8 @@ Every image holds four look-alike lesions, one per zone: ``upper left``, ``upper
 ``lower right``. All four are drawn from the same distribution (bright, soft-edged ellipses or ellipsoids of
 random size and contrast, on a smooth random background with Gaussian noise), so nothing in the image marks the
 targets. Between one and three of the four are targets (never none, never all); only the targets are in the
-label, and the case's report names them, for example "Two lesions: upper left and lower right." or
-"Targets in the lower-right and upper-left quadrants.". Report phrasings are picked by the seeded random
-generator from several templates. The image alone therefore cannot tell which lesions to segment: a
-text-blind nnU-Net can at best learn the marginal probability of a lesion being a target.
+label, and the case's report names them (``report_templates.py``). The image alone therefore cannot tell which
+lesions to segment: a text-blind nnU-Net can at best learn the marginal probability of a lesion being a target.
 
 Directions are image directions as shown by an image viewer that draws row 0 at the top (``imshow``,
 PIL): "upper" means small row index, "left" small column index. In 3D (array order z, y, x as
@@ -17,11 +15,8 @@ SimpleITK's ``GetArrayFromImage`` returns it) the zones are the quadrants of the
 jitter in z around the middle of the volume, so an axial slice near the middle shows all four.
 These are not patient directions (there is no patient).
 
-Note for training: nnU-Net's default augmentation mirrors along every axis and, for square 2D patches,
-rotates by up to 180 degrees. Both move lesions to other zones while the report stays the same, so a model
-trained with them cannot use the location words. Train the demo with mirroring off and rotation within
-about +-30 degrees (a lesion at 45 degrees from an axis then stays in its quadrant), and predict without
-mirroring.
+Note for training: nnU-Net's mirroring and large rotations move lesions to other zones while the report stays
+the same; TeViA's location-safe augmentation (no mirroring, +-15 degrees) keeps every lesion in its zone.
 
 Layout of the written dataset (an ordinary nnU-Net raw dataset plus three files):
 
@@ -48,6 +43,7 @@ import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, load_json, maybe_mkdir_p, subdirs
 from PIL import Image
 
+from nnunetv2_tevia.demo.report_templates import ZONES, format_report
 from nnunetv2_tevia.io_utils import atomic_write_bytes, atomic_write_json
 from nnunetv2_tevia.prompts.prompt_file import PROMPTS_FILENAME, PromptFile, save_prompts
 
@@ -58,8 +54,9 @@ SWAPPED_PROMPTS_FILENAME = "tevia_prompts_swapped.json"
 SWAPPED_LABELS_FOLDER = "labelsTs_swapped"
 
 # Zone order fixes the index used in the metadata; (vertical, horizontal) sign of the offset from the centre.
-ZONES = ("upper left", "upper right", "lower left", "lower right")
 _ZONE_SIGNS = {"upper left": (-1, -1), "upper right": (-1, 1), "lower left": (1, -1), "lower right": (1, 1)}
+
+_DEFAULT_SIZE = {False: 64, True: 32}
 
 # Distances in units of a zone's half width h = size / 4. Radius <= 0.45 h plus jitter <= 0.25 h keeps every
 # lesion inside its own quadrant, with a gap to its neighbours, so lesions never touch.
@@ -70,72 +67,6 @@ _Z_JITTER = 0.15  # of the full depth, so a middle axial slice crosses every 3D 
 _EDGE_SHARPNESS = 10.0  # logistic slope at the boundary; the mask is the half-maximum contour
 _CONTRAST_RANGE = (0.3, 0.45)
 _NOISE_SD = 0.04
-
-_COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
-_DEFAULT_SIZE = {False: 64, True: 32}
-
-
-def _zone_phrase(zone: str, style: str) -> str:
-    if style == "hyphen":
-        return zone.replace(" ", "-")
-    if style == "topbottom":
-        return zone.replace("upper", "top").replace("lower", "bottom")
-    return zone
-
-
-def _join_and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _plural(n: int, word: str) -> str:
-    return word if n == 1 else word + "s"
-
-
-def _template_0(zones, noun):  # "Two lesions: upper left and lower right."
-    n = len(zones)
-    return f"{_COUNT_WORDS[n].capitalize()} {_plural(n, noun)}: {_join_and(zones)}."
-
-
-def _template_1(zones, noun):  # "Targets in the lower-right and upper-left quadrants."
-    n = len(zones)
-    return f"{_plural(n, 'Target')} in the {_join_and([_zone_phrase(z, 'hyphen') for z in zones])} {_plural(n, 'quadrant')}."
-
-
-def _template_2(zones, noun):  # "2 lesions (top left, bottom right)."
-    n = len(zones)
-    return f"{n} {_plural(n, noun)} ({', '.join(_zone_phrase(z, 'topbottom') for z in zones)})."
-
-
-def _template_3(zones, noun):  # "Segment the two lesions in the upper left and lower right quadrants."
-    n = len(zones)
-    count = "" if n == 1 else _COUNT_WORDS[n] + " "
-    return f"Segment the {count}{_plural(n, noun)} in the {_join_and(zones)} {_plural(n, 'quadrant')}."
-
-
-def _template_4(zones, noun):  # "Findings: two lesions, at the top left and at the bottom right."
-    n = len(zones)
-    places = [f"at the {_zone_phrase(z, 'topbottom')}" for z in zones]
-    return f"Findings: {_COUNT_WORDS[n]} {_plural(n, noun)}, {_join_and(places)}."
-
-
-def _template_5(zones, noun):  # "Upper-left and lower-right lesions are the targets."
-    n = len(zones)
-    subject = _join_and([_zone_phrase(z, "hyphen") for z in zones])
-    return f"{subject[0].upper()}{subject[1:]} {_plural(n, noun)} {'is the target' if n == 1 else 'are the targets'}."
-
-
-_TEMPLATES = (_template_0, _template_1, _template_2, _template_3, _template_4, _template_5)
-_NOUNS = ("lesion", "nodule")
-
-
-def format_report(target_zones: list[str], rng: np.random.Generator) -> str:
-    """Report text naming ``target_zones`` (1 to 3 entries of ZONES), phrasing and order drawn from ``rng``."""
-    if not 1 <= len(target_zones) <= 3 or any(z not in ZONES for z in target_zones):
-        raise ValueError(f"target_zones must be 1 to 3 of {ZONES}, got {target_zones}")
-    zones = [target_zones[i] for i in rng.permutation(len(target_zones))]
-    template = _TEMPLATES[int(rng.integers(len(_TEMPLATES)))]
-    return template(zones, _NOUNS[int(rng.integers(len(_NOUNS)))])
-
 
 def _case_rng(seed: int, split: str, index: int) -> np.random.Generator:
     # Each case gets its own stream, so a case does not change when num_train or num_test changes.

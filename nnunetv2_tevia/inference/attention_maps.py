@@ -18,13 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nnunetv2_tevia.errors import TeViAError
 from nnunetv2_tevia.io_utils import atomic_write_bytes
 from nnunetv2_tevia.model.guided_stage import GuidedStage
-
-
-class AttentionStageError(TeViAError, ValueError):
-    """--attention-stage names a guided stage the model does not have."""
 
 
 class AttentionMapRecorder:

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-from nnunetv2_tevia.errors import TextCacheError
-from nnunetv2_tevia.inference.attention_maps import AttentionMapRecorder, AttentionStageError, save_attention_pngs
+from nnunetv2_tevia.errors import AttentionStageError, TextCacheError
+from nnunetv2_tevia.inference.attention_maps import AttentionMapRecorder, save_attention_pngs
 from nnunetv2_tevia.inference.case_texts import TextFeatures, embed_for_model, texts_for_cases
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
+from nnunetv2_tevia.text.cache import record_mismatches
 from nnunetv2_tevia.prompts.prompt_file import PromptFile
-from nnunetv2_tevia.training.nnUNetTrainerTeViA import unwrap
+from nnunetv2_tevia.model.tevia_network import unwrap
 
 USER_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "nnunetv2_tevia", "text_cache")
 
@@ -47,6 +48,7 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         self.text_encoder = text_encoder
         self.tevia_config: Optional[TeViAConfig] = None
         self._features: Dict[str, TextFeatures] = {}
+        self._feature_texts: Dict[str, str] = {}  # the report each case's features were embedded from
         self._case_of_ofile: Dict[str, str] = {}
         self._sequential_cases: Optional[deque] = None
 
@@ -77,13 +79,14 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
             path = os.path.join(folder, f"fold_{f}", checkpoint_name)
             ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
             theirs = ckpt.get("init_args", {}).get("plans", {}).get(PLANS_KEY, {}).get("encoder", {})
-            for key in ("encoder_id", "revision", "max_tokens", "dim"):
-                if theirs and theirs.get(key) != mine.get(key):
-                    raise TextCacheError(
-                        f"{path} was trained with text encoder {theirs.get('encoder_id')} ({key}="
-                        f"{theirs.get(key)}), but {folder}/plans.json records {mine.get('encoder_id')} ({key}="
-                        f"{mine.get(key)}). Folds of one model must share the encoder: retrain that fold, or "
-                        f"predict with -f naming only matching folds")
+            diffs = record_mismatches(mine, theirs) if theirs else []
+            if diffs:
+                key = diffs[0]
+                raise TextCacheError(
+                    f"{path} was trained with text encoder {theirs.get('encoder_id')} ({key}="
+                    f"{theirs.get(key)}), but {folder}/plans.json records {mine.get('encoder_id')} ({key}="
+                    f"{mine.get(key)}). Folds of one model must share the encoder: retrain that fold, or "
+                    f"predict with -f naming only matching folds")
 
     # ------------------------------------------------------------------ texts
     def _cache_root(self, output_folder: Optional[str]) -> str:
@@ -95,8 +98,9 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         """Embed ``{case id: report}`` with the model's encoder (cached) and keep the features for prediction."""
         device = self.device if self.device.type == "cuda" else None
         self._features.update(embed_for_model(texts, self.tevia_config, self._cache_root(output_folder),
-                                              encoder_spec=self.text_encoder, device=device, trust_remote_code=self.trust_remote_code,
-                                              progress=self.allow_tqdm))
+                                              encoder_spec=self.text_encoder, device=device,
+                                              trust_remote_code=self.trust_remote_code, progress=self.allow_tqdm))
+        self._feature_texts.update(texts)
 
     def _activate(self, case_id: str) -> None:
         features, mask = self._features[case_id]
@@ -114,10 +118,11 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         output_folder = output_folder_or_list_of_truncated_output_files \
             if isinstance(output_folder_or_list_of_truncated_output_files, str) else \
             (os.path.dirname(ofiles[0]) if ofiles else None)
-        todo = [k for k in case_ids if k not in self._features]
+        # every call reads the reports again: ``self.prompts`` may have changed since a case was last embedded
+        texts = texts_for_cases(self.prompts, case_ids, self.tevia_config.no_report_text, self.allow_missing_text)
+        todo = {k: t for k, t in texts.items() if self._feature_texts.get(k) != t}
         if todo:
-            self.prepare_texts(texts_for_cases(self.prompts, todo, self.tevia_config.no_report_text,
-                                               self.allow_missing_text), output_folder)
+            self.prepare_texts(todo, output_folder)
         if ofiles is not None:
             self._case_of_ofile = dict(zip(ofiles, case_ids))
         self._sequential_cases = deque(case_ids)

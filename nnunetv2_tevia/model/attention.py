@@ -31,28 +31,23 @@ class Attention(nn.Module):
         self.capture_weights = False
         self.last_weights: Optional[torch.Tensor] = None  # (B, Nq, Nk), only while capture_weights is set
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """q: (B, Nq, C); k, v: (B, Nk, Ckv); key_mask: (B, Nk) bool, True = attend. Returns (B, Nq, C)."""
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q: (B, Nq, C); k, v: (B, Nk, Ckv). Returns (B, Nq, C). Every key is valid: the text projections have
+        already turned the padded tokens into slots."""
         b, nq, c = q.shape
         h = self.heads
 
         def split(t):
             return t.view(b, t.shape[1], h, c // h).transpose(1, 2)
 
-        attn_mask = None
-        if key_mask is not None:
-            attn_mask = key_mask[:, None, None, :].to(torch.bool)
         qh, kh, vh = split(self.q(q)), split(self.k(k)), split(self.v(v))
         if self.capture_weights:
             scores = qh @ kh.transpose(-2, -1) / math.sqrt(c // h)
-            if attn_mask is not None:
-                scores = scores.masked_fill(~attn_mask, float("-inf"))
             weights = scores.softmax(dim=-1)
             self.last_weights = weights.mean(dim=1).detach()
             o = weights @ vh
         else:
-            o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=attn_mask)
+            o = F.scaled_dot_product_attention(qh, kh, vh)
         return self.out(o.transpose(1, 2).reshape(b, nq, c))
 
 

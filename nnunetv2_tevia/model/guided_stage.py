@@ -45,20 +45,19 @@ class GuidedStage(PrototypeState):
         self.init_prototype(channels)
         self.last_spatial_shape: Optional[tuple] = None  # of the latest input, to reshape attention weights
 
-    def project_text(self, text: torch.Tensor, text_mask: torch.Tensor):
-        """(B, L, D) tokens -> keys/values (B, 1 + L_s, C) with the null key first, and their mask (all valid)."""
+    def project_text(self, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) tokens -> keys and values (B, 1 + L_s, C): the null key, then the report's slots."""
         slots = self.text_projection(text, text_mask)
         null = self.null_key.to(slots.dtype).expand(slots.shape[0], 1, -1)
-        keys = torch.cat((null, slots), 1)
-        return keys, torch.ones(keys.shape[:2], dtype=torch.bool, device=keys.device)
+        return torch.cat((null, slots), 1)
 
     @staticmethod
-    def text_vector(projected_text: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    def text_vector(projected_text: torch.Tensor) -> torch.Tensor:
         """The alignment loss's text vector: the mean of the report's slots (the null key left out)."""
         return projected_text[:, 1:].mean(1)
 
-    def forward(self, x: torch.Tensor, projected_text: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, *S) feature map; projected_text, key_mask: from ``project_text``."""
+    def forward(self, x: torch.Tensor, projected_text: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, *S) feature map; projected_text: (B, 1 + L_s, C) from ``project_text``."""
         b, c, *spatial = x.shape
         self.last_spatial_shape = tuple(spatial)
         tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)
@@ -66,7 +65,7 @@ class GuidedStage(PrototypeState):
         # branch-free so torch.compile needs no guard: the factor is 1 until the prototype is active
         emphasis = 1 + (self.prototype_weight * self.prototype_active) * minmax_normalise(self.prototype)
         q = self.norm_query(tokens) * emphasis.to(tokens.dtype) + pos
-        attended = self.cross_attention(q, projected_text, projected_text, key_mask=key_mask)
+        attended = self.cross_attention(q, projected_text, projected_text)
         tokens = tokens + self.gate * self.norm_out(attended)
         return tokens.transpose(1, 2).reshape(b, c, *spatial)
 

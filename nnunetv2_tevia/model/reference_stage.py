@@ -38,18 +38,16 @@ class ReferenceGuidedStage(PrototypeState):
         self.init_prototype(channels, with_weight=False)  # on or off: the reference has no ramp
         self.last_spatial_shape: Optional[tuple] = None  # of the latest input, to reshape attention weights
 
-    def project_text(self, text: torch.Tensor, text_mask: torch.Tensor):
-        """(B, L, D) tokens -> (B, L_s, C) slots and their key mask (every slot is valid)."""
-        slots = self.text_projection(text, text_mask)
-        return slots, torch.ones(slots.shape[:2], dtype=torch.bool, device=slots.device)
+    def project_text(self, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) tokens -> (B, L_s, C) slots."""
+        return self.text_projection(text, text_mask)
 
     @staticmethod
-    def text_vector(projected_text: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    def text_vector(projected_text: torch.Tensor) -> torch.Tensor:
         """The alignment loss's text vector: the slots' mean."""
         return projected_text.mean(1)
 
-    def forward(self, x: torch.Tensor, projected_text: torch.Tensor,
-                key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, projected_text: torch.Tensor) -> torch.Tensor:
         """x: (B, C, *S) feature map; projected_text: (B, L_s, C) from ``project_text``."""
         b, c, *spatial = x.shape
         self.last_spatial_shape = tuple(spatial)

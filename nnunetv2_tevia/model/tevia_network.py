@@ -1,9 +1,10 @@
 """A plans-built nnU-Net network with TeViA's text-guided stages on its K lowest-resolution decoder stages.
 
 The default design (``GuidedStage``) guides the outputs of decoder stages 0..K-1; the reference design
-(``ReferenceGuidedStage``) guides their inputs, as the reference code does. The wrapper keeps the original ``encoder`` and ``decoder`` modules under their own names, so every key
-of the plain network's state dict is present here with the same shape (fine-tuning from a plain
-checkpoint only adds ``guidance.*`` and ``no_report_text_*``). ``decoder.deep_supervision`` keeps working.
+(``ReferenceGuidedStage``) guides their inputs, as the reference code does. The wrapper keeps the original
+``encoder`` and ``decoder`` modules under their own names, so every key of the plain network's state dict is
+present here with the same shape (fine-tuning from a plain checkpoint only adds ``guidance.*`` and
+``no_report_text_*``). ``decoder.deep_supervision`` keeps working.
 
 Text reaches the network in one of three ways, in this order:
   1. ``forward(x, text, text_mask)``: training and validation steps pass each batch's text;
@@ -17,6 +18,7 @@ from typing import List, Optional, Tuple
 import torch
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from torch import nn
+from torch._dynamo import OptimizedModule
 
 from nnunetv2_tevia.errors import MissingTextError
 from nnunetv2_tevia.model.config import TeViAConfig
@@ -110,11 +112,11 @@ class TeViANetwork(nn.Module):
 
         def guide(s: int, features: torch.Tensor) -> torch.Tensor:
             stage = self.guidance[s]
-            keys, key_mask = stage.project_text(text, text_mask)
+            keys = stage.project_text(text, text_mask)
             aux["stage_features"].append(features)
             aux["projected_text"].append(keys)
-            aux["text_vectors"].append(stage.text_vector(keys, key_mask))
-            return stage(features, keys, key_mask)
+            aux["text_vectors"].append(stage.text_vector(keys))
+            return stage(features, keys)
 
         # UNetDecoder.forward's loop (a test checks it still equals UNetDecoder's), with guided stages applied to
         # the inputs (reference design) or outputs (default) of the first K decoder stages
@@ -145,3 +147,12 @@ class TeViANetwork(nn.Module):
     @property
     def guided_stages(self) -> List[nn.Module]:
         return list(self.guidance)
+
+
+def unwrap(network: nn.Module) -> TeViANetwork:
+    """The TeViANetwork inside DDP and torch.compile wrappers."""
+    if isinstance(network, nn.parallel.DistributedDataParallel):
+        network = network.module
+    if isinstance(network, OptimizedModule):
+        network = network._orig_mod
+    return network

@@ -1,11 +1,42 @@
-"""Case ids and label names of an nnU-Net raw dataset, derived the way nnU-Net derives them."""
+"""Which dataset a -d names, and its case ids and label names, derived the way nnU-Net derives them."""
 import json
 import os
 import re
 
-from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, subdirs, subfiles
+from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, subfiles
+from nnunetv2.utilities.dataset_name_id_conversion import find_candidate_datasets, maybe_convert_to_dataset_name
 
 from nnunetv2_tevia.errors import PromptFileError
+
+
+def _as_text(dataset_name_or_id) -> str:
+    return os.fspath(dataset_name_or_id) if isinstance(dataset_name_or_id, os.PathLike) else str(dataset_name_or_id)
+
+
+def dataset_name(dataset_name_or_id, error=PromptFileError) -> str:
+    """DatasetXXX_Name of a dataset given by id (``3``), name (``Dataset003_Liver``) or folder path.
+
+    An id is resolved by nnU-Net's own rule, which reads nnUNet_raw, nnUNet_preprocessed and nnUNet_results
+    at call time, so an id never means another dataset here than in nnU-Net's commands. ``error`` is the
+    TeViAError subclass the caller raises for bad user input.
+    """
+    s = _as_text(dataset_name_or_id)
+    base = os.path.basename(os.path.normpath(s))
+    if isdir(s) and base.startswith("Dataset"):
+        return base
+    try:
+        return str(maybe_convert_to_dataset_name(s))
+    except ValueError:
+        raise error(f"{s!r} is neither a dataset id (e.g. 3), a dataset name (e.g. Dataset003_Liver) nor a dataset "
+                    f"folder: pass one of these to -d") from None
+    except RuntimeError:
+        dataset_id = int(s)
+        candidates = [str(c) for c in find_candidate_datasets(dataset_id)]
+        if len(candidates) > 1:
+            raise error(f"dataset id {dataset_id} matches several folders in nnUNet_raw, nnUNet_preprocessed or "
+                        f"nnUNet_results ({', '.join(candidates)}): pass the full name to -d or rename one") from None
+        raise error(f"no dataset with id {dataset_id} in nnUNet_raw={os.environ.get('nnUNet_raw')}: check -d, or "
+                    f"convert the dataset to nnU-Net's format there first") from None
 
 
 def dataset_folder(dataset_name_or_id) -> str:
@@ -13,7 +44,7 @@ def dataset_folder(dataset_name_or_id) -> str:
 
     Reads ``nnUNet_raw`` at call time, so a changed environment (tests, notebooks) is honoured.
     """
-    s = os.fspath(dataset_name_or_id) if isinstance(dataset_name_or_id, os.PathLike) else str(dataset_name_or_id)
+    s = _as_text(dataset_name_or_id)
     if isdir(s) and isfile(join(s, "dataset.json")):
         return os.path.abspath(s)
     raw = os.environ.get("nnUNet_raw")
@@ -22,23 +53,7 @@ def dataset_folder(dataset_name_or_id) -> str:
                               f"export nnUNet_raw=/path/to/nnUNet_raw (or pass --prompts FILE)")
     if not isdir(raw):
         raise PromptFileError(f"nnUNet_raw={raw} is not a folder: set nnUNet_raw to your nnU-Net raw data folder")
-    if s.startswith("Dataset"):
-        name = s
-    else:
-        try:
-            dataset_id = int(s)
-        except ValueError:
-            raise PromptFileError(f"{s!r} is neither a dataset id (e.g. 3), a dataset name (e.g. Dataset003_Liver) "
-                                  f"nor a dataset folder: pass one of these to -d") from None
-        candidates = subdirs(raw, prefix="Dataset%03d_" % dataset_id, join=False)
-        if not candidates:
-            raise PromptFileError(f"no dataset with id {dataset_id} in nnUNet_raw={raw}: check -d, or convert the "
-                                  f"dataset to nnU-Net's format there first")
-        if len(candidates) > 1:
-            raise PromptFileError(f"dataset id {dataset_id} matches several folders in {raw} ({', '.join(candidates)}):"
-                                  f" pass the full name to -d or rename one")
-        name = candidates[0]
-    folder = join(raw, name)
+    folder = join(raw, dataset_name(s))
     if not isdir(folder):
         raise PromptFileError(f"dataset folder {folder} does not exist: check -d and nnUNet_raw")
     return folder

@@ -9,7 +9,6 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
@@ -17,28 +16,21 @@ from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import autocast, nn
 from torch import distributed as dist
-from torch._dynamo import OptimizedModule
 
-from nnunetv2_tevia.errors import TeViAError, TextCacheError
-from nnunetv2_tevia.model.alignment import alignment_loss, foreground_mask, foreground_vectors
+from nnunetv2_tevia.errors import TeViAError, TextCacheError, TrainingSetupError
+from nnunetv2_tevia.io_utils import remove_orphaned_temp_files
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
-from nnunetv2_tevia.model.prototype import activate_prototypes, stage_foreground_vectors, update_prototypes
-from nnunetv2_tevia.model.tevia_network import TeViANetwork
+from nnunetv2_tevia.model.tevia_network import TeViANetwork, unwrap
+from nnunetv2_tevia.training.alignment import alignment_loss, foreground_mask, foreground_vectors
 from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable
+from nnunetv2_tevia.training.checkpoint_checks import check_checkpoint_text
+from nnunetv2_tevia.training.location_safe_augmentation import location_safe_rotation
 from nnunetv2_tevia.training.optimizer import PolyLRGroupScheduler, build_optimizer
-from nnunetv2_tevia.training.text_aware_dataset import with_load_case_callback
+from nnunetv2_tevia.training.prototype_updates import activate_prototypes, stage_foreground_vectors, update_prototypes
 from nnunetv2_tevia.training.tevia_logger import TeViALocalLogger
+from nnunetv2_tevia.training.text_aware_dataset import with_load_case_callback
 
 ALLOW_NO_REPORT_ENV = "NNUNETV2_TEVIA_ALLOW_NO_REPORT"
-
-
-def unwrap(network: nn.Module) -> TeViANetwork:
-    """The TeViANetwork inside DDP and torch.compile wrappers."""
-    if isinstance(network, nn.parallel.DistributedDataParallel):
-        network = network.module
-    if isinstance(network, OptimizedModule):
-        network = network._orig_mod
-    return network
 
 
 class nnUNetTrainerTeViA(nnUNetTrainer):
@@ -73,15 +65,12 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
 
     @property
     def warmup_epoch(self) -> int:
-        if self.prototype_warmup_epoch is not None:
-            return self.prototype_warmup_epoch
-        return int(0.1 * self.num_epochs)
+        return self.prototype_warmup_epoch if self.prototype_warmup_epoch is not None else int(0.1 * self.num_epochs)
 
     @property
     def ramp_epochs(self) -> int:
-        if self.prototype_ramp_epochs is not None:
-            return max(1, self.prototype_ramp_epochs)
-        return max(1, int(0.1 * self.num_epochs))
+        return max(1, self.prototype_ramp_epochs if self.prototype_ramp_epochs is not None
+                   else int(0.1 * self.num_epochs))
 
     # ------------------------------------------------------------------ network
     @staticmethod
@@ -114,7 +103,7 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
                 self._prepare_text()
             except TeViAError as e:
                 self.print_to_log_file(f"ERROR: {e}")
-                raise SystemExit(f"error: {e}") from None
+                raise TrainingSetupError(str(e)) from None
         super().initialize()
         net = unwrap(self.network)
         features, mask = self.text_table.features[NO_REPORT_ROW], self.text_table.masks[NO_REPORT_ROW]
@@ -170,13 +159,8 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
             super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         if not self.location_safe_augmentation:
             return rotation, dummy_2d, initial_patch_size, mirror_axes
-        limit = np.deg2rad(self.max_rotation_degrees)
-        rotation = (max(rotation[0], -limit), min(rotation[1], limit))
-        patch_size = self.configuration_manager.patch_size
-        dim = len(patch_size)
-        initial_patch_size = get_patch_size(patch_size[-dim:], rotation, rotation, rotation, (0.85, 1.25))
-        if dummy_2d:
-            initial_patch_size[0] = patch_size[0]
+        rotation, initial_patch_size = location_safe_rotation(rotation, dummy_2d, self.configuration_manager.patch_size,
+                                                              self.max_rotation_degrees)
         self.inference_allowed_mirroring_axes = None
         self.print_to_log_file(f"TeViA location-safe augmentation: no mirroring, rotation within "
                                f"+-{self.max_rotation_degrees} degrees")
@@ -272,15 +256,17 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
                                        f"(mean of {int(s.prototype_count)} foreground samples)")
         active = sum(bool(s.prototype_active) for s in stages)
         gates = [round(s.gate.item(), 4) for s in stages]
-        self.print_to_log_file(f"guided stage gates {gates}")
-        self.logger.log('alignment_losses', float(np.mean(align)), self.current_epoch)
-        self.logger.log('prototype_active_stages', active, self.current_epoch)
+        for key, value in (('alignment_losses', float(np.mean(align))), ('prototype_active_stages', active),
+                           ('guided_stage_gates', float(np.mean(np.abs(gates))))):
+            self.logger.log(key, value, self.current_epoch)
         self.print_to_log_file(f"alignment_loss {np.round(np.mean(align), 4)}, active prototypes {active}/"
-                               f"{len(stages)}")
+                               f"{len(stages)}, guided stage gates {gates}")
 
     # ------------------------------------------------------------------ checkpoints and validation
     def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint, written to a temporary file and renamed, so a crash never leaves half a file."""
+        """nnU-Net's checkpoint, written to a temporary file and renamed, so a crash never leaves half a file; the
+        temporary files of a killed earlier run are removed."""
+        remove_orphaned_temp_files(filename)
         tmp = f"{filename}.tmp-{os.getpid()}"
         super().save_checkpoint(tmp)
         if os.path.isfile(tmp):
@@ -298,28 +284,9 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         if saved is not None and not self.was_initialized:
             self.initialize()
         if saved is not None:
-            from nnunetv2_tevia.text.cache import record_mismatches
-
-            mine = self.plans_manager.plans[PLANS_KEY]
-            theirs_design = TeViAConfig.from_dict(saved).design
-            if theirs_design != mine["design"]:
-                where = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "the checkpoint"
-                raise SystemExit(f"error: {where} holds a {theirs_design!r} TeViA network, but {self.__class__.__name__} "
-                                 f"builds the {mine['design']!r} design. Continue it with the trainer that wrote it "
-                                 f"(-tr {'nnUNetTrainerTeViA_reference' if theirs_design == 'reference' else 'nnUNetTrainerTeViA'})")
-            # Same shapes from another encoder would load silently and train on meaningless features.
-            diffs = [k for k in ("text_tokens", "text_dim", "slots") if saved.get(k) != mine.get(k)]
-            diffs += record_mismatches(mine["encoder"], saved.get("encoder", {}))
-            if diffs:
-                where = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "the checkpoint"
-                theirs = saved.get("encoder", {})
-                raise SystemExit(
-                    f"error: {where} was trained with text encoder {theirs.get('encoder_id')} "
-                    f"({saved.get('text_tokens')} tokens, {saved.get('text_dim')}-dim), but the active text cache "
-                    f"has {mine['encoder'].get('encoder_id')} ({mine.get('text_tokens')} tokens, "
-                    f"{mine.get('text_dim')}-dim; differs in {', '.join(dict.fromkeys(diffs))}): re-embed with the "
-                    f"checkpoint's encoder: nnUNetv2_tevia_prompts embed -d {self.plans_manager.dataset_name} "
-                    f"-e {theirs.get('encoder_spec')} --max-tokens {saved.get('text_tokens')}")
+            where = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "the checkpoint"
+            check_checkpoint_text(saved, self.plans_manager.plans[PLANS_KEY], where, self.__class__.__name__,
+                                  self.plans_manager.dataset_name)
         # the argument as given: nnU-Net 2.8's load_checkpoint fails on a dict (UnboundLocalError)
         super().load_checkpoint(filename_or_checkpoint)
 

@@ -11,7 +11,7 @@ matplotlib.use("agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from nnunetv2.training.logging.nnunet_logger import LocalLogger  # noqa: E402
 
-TEVIA_KEYS = ("alignment_losses", "prototype_active_stages")
+TEVIA_KEYS = ("alignment_losses", "prototype_active_stages", "guided_stage_gates")
 
 
 class TeViALocalLogger(LocalLogger):
@@ -31,10 +31,11 @@ class TeViALocalLogger(LocalLogger):
         super().plot_progress_png(output_folder)
         align = self.my_fantastic_logging["alignment_losses"]
         proto = self.my_fantastic_logging["prototype_active_stages"]
+        gates = self.my_fantastic_logging["guided_stage_gates"]
         n = min(len(align), len(proto))
         if n == 0:
             return
-        fig, ax = plt.subplots(figsize=(12, 5))
+        fig, (ax, ax3) = plt.subplots(2, 1, figsize=(12, 8))
         ax.plot(range(n), align[:n], color="purple", label="alignment loss (1 - cos)", linewidth=3)
         ax.set_xlabel("epoch")
         ax.set_ylabel("alignment loss")
@@ -43,6 +44,12 @@ class TeViALocalLogger(LocalLogger):
         ax2.set_ylabel("active prototype stages")
         ax.legend(loc=(0, 1))
         ax2.legend(loc=(0.4, 1))
+        # the gates scale what the report adds to the decoder: a model whose gates shrink to 0 ignores the text
+        ax3.plot(range(min(n, len(gates))), gates[:n], color="teal", linewidth=3,
+                 label="mean |gate| of the guided stages")
+        ax3.set_xlabel("epoch")
+        ax3.set_ylabel("gate")
+        ax3.legend()
         fig.tight_layout()
         fig.savefig(join(output_folder, "progress_tevia.png"))
         plt.close(fig)

@@ -1,14 +1,6 @@
-"""The text-embedding cache of a dataset: reports are embedded once, the trainer and predictor read them.
+"""One text-cache folder on disk: its manifest, one npz per distinct text, and every check that reads them.
 
-Layout (one sub-folder per encoder and max_tokens, so switching encoders never overwrites anything)::
-
-    $nnUNet_preprocessed/DatasetXXX_Name/tevia_text_cache/
-        active.json                      {"active": "<slug>"}
-        <slug>/manifest.json             encoder record, prompt file hash, case id -> text sha256
-        <slug>/texts/<sha256>.npz        features float16 [L, D], mask bool [L], n_tokens (one file per distinct text)
-
-Every record needed to tell whether the cache still matches the model and the prompt file is in the
-manifest; every problem is a TextCacheError that names the file and the command that fixes it.
+Each problem is a TextCacheError that names the file and the command that fixes it.
 """
 import json
 import os
@@ -20,9 +12,7 @@ import numpy as np
 from nnunetv2_tevia.errors import TextCacheError
 from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
 
-CACHE_DIRNAME = "tevia_text_cache"
 MANIFEST = "manifest.json"
-ACTIVE = "active.json"
 TEXTS = "texts"
 FORMAT = "nnunetv2-tevia-text-cache"
 VERSION = 1
@@ -36,40 +26,6 @@ def cache_slug(encoder_id: str, revision: str, max_tokens: int) -> str:
     happen to share a basename (two local checkpoints called ``model``) apart."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder_id).strip("._") or "encoder"
     return f"{safe[:80]}_{text_sha256(revision)[:8]}_L{int(max_tokens)}"
-
-
-def _dataset_name(dataset_name_or_id) -> str:
-    """DatasetXXX_Name from an id, a name or a folder, reading the nnU-Net paths at call time."""
-    s = os.fspath(dataset_name_or_id) if isinstance(dataset_name_or_id, os.PathLike) else str(dataset_name_or_id)
-    if os.path.isdir(s) and os.path.basename(os.path.normpath(s)).startswith("Dataset"):
-        return os.path.basename(os.path.normpath(s))
-    if s.startswith("Dataset"):
-        return s
-    try:
-        dataset_id = int(s)
-    except ValueError:
-        raise TextCacheError(f"{s!r} is neither a dataset id (e.g. 3) nor a name (e.g. Dataset003_Liver): "
-                             f"pass one of these to -d") from None
-    prefix = "Dataset%03d_" % dataset_id
-    for var in ("nnUNet_preprocessed", "nnUNet_raw"):
-        base = os.environ.get(var)
-        if base and os.path.isdir(base):
-            found = sorted(d for d in os.listdir(base) if d.startswith(prefix) and os.path.isdir(os.path.join(base, d)))
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise TextCacheError(f"dataset id {dataset_id} matches several folders in {base} "
-                                     f"({', '.join(found)}): pass the full name to -d")
-    raise TextCacheError(f"no dataset with id {dataset_id} in nnUNet_preprocessed or nnUNet_raw: check -d and "
-                         f"that both variables are exported")
-
-
-def dataset_cache_root(dataset_name_or_id) -> str:
-    pre = os.environ.get("nnUNet_preprocessed")
-    if not pre:
-        raise TextCacheError("nnUNet_preprocessed is not set, so the text cache cannot be found: "
-                             "export nnUNet_preprocessed=/path/to/nnUNet_preprocessed")
-    return os.path.join(pre, _dataset_name(dataset_name_or_id), CACHE_DIRNAME)
 
 
 def embed_command(dataset: str, record: Optional[dict] = None) -> str:
@@ -89,7 +45,7 @@ def _dataset_of(folder: str) -> str:
     return os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(folder)))) or "<dataset>"
 
 
-def _read_json(path: str, what_to_run: str):
+def read_json(path: str, what_to_run: str):
     try:
         with open(path, "rb") as f:
             return json.loads(f.read().decode("utf-8"))
@@ -143,7 +99,7 @@ class TextCache:
         path = os.path.join(folder, MANIFEST)
         cmd = embed_command(_dataset_of(folder))
         try:
-            manifest = _read_json(path, cmd)
+            manifest = read_json(path, cmd)
         except FileNotFoundError:
             raise TextCacheError(f"no text cache manifest at {path}: run {cmd}") from None
         problem = _manifest_problem(manifest)
@@ -228,7 +184,7 @@ def _manifest_problem(m) -> Optional[str]:
     return None
 
 
-def _describe(record: dict) -> str:
+def describe_record(record: dict) -> str:
     return (f"{record.get('encoder_id')} (revision {str(record.get('revision'))[:20]}, {record.get('dim')}-dim, "
             f"{record.get('max_tokens')} tokens)")
 
@@ -240,78 +196,3 @@ def record_mismatches(cache_record: dict, required: dict) -> List[str]:
     same_weights = str(cache_record.get("revision", "")).startswith("sha256:") \
         and cache_record.get("revision") == required.get("revision")
     return [k for k in diffs if not (k == "encoder_id" and same_weights)]
-
-
-def check_compatible(cache: TextCache, record: dict) -> None:
-    """TextCacheError if the cached features were not made by the encoder ``record`` (from a checkpoint
-    or the plans) describes: the network's text projection expects exactly that encoder's features."""
-    diffs = record_mismatches(cache.encoder_record(), record)
-    if diffs:
-        raise TextCacheError(f"text cache {cache.folder} was made by {_describe(cache.encoder_record())} but the "
-                             f"model needs {_describe(record)} (differs in {', '.join(diffs)}): run "
-                             f"{embed_command(cache.dataset, record)}")
-
-
-def _list_caches(root: str) -> List[str]:
-    if not os.path.isdir(root):
-        return []
-    return sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, MANIFEST)))
-
-
-def read_active(root: str) -> Optional[str]:
-    path = os.path.join(root, ACTIVE)
-    try:
-        doc = _read_json(path, embed_command(os.path.basename(os.path.dirname(root))))
-    except FileNotFoundError:
-        return None
-    if not isinstance(doc, dict) or not isinstance(doc.get("active"), str):
-        raise TextCacheError(f"{path} does not name an active cache: re-run "
-                             f"{embed_command(os.path.basename(os.path.dirname(root)))}, which rewrites it")
-    return doc["active"]
-
-
-def _open_complete(folder: str) -> TextCache:
-    cache = TextCache.open(folder)
-    if not cache.complete:
-        raise TextCacheError(f"embedding into {folder} was interrupted before it finished: re-run "
-                             f"{cache.fix_command()}, which completes it")
-    return cache
-
-
-def load_active_cache(dataset_name_or_id) -> TextCache:
-    root = dataset_cache_root(dataset_name_or_id)
-    dataset = os.path.basename(os.path.dirname(root))
-    caches = _list_caches(root)
-    if not caches:
-        raise TextCacheError(f"no text cache for {dataset} in {root}: run {embed_command(dataset_name_or_id)} "
-                             f"(after `nnUNetv2_tevia_plan_and_preprocess` or `nnUNetv2_plan_and_preprocess`)")
-    active = read_active(root)
-    if active is None:
-        if len(caches) > 1:
-            raise TextCacheError(f"{root} holds several text caches ({', '.join(caches)}) and {ACTIVE} names none: "
-                                 f"re-run {embed_command(dataset_name_or_id)} with the -e you want; it marks "
-                                 f"that one active")
-        active = caches[0]
-    folder = os.path.join(root, active)
-    if not os.path.isdir(folder):
-        raise TextCacheError(f"{os.path.join(root, ACTIVE)} names {active!r}, which does not exist in {root}: run "
-                             f"{embed_command(dataset_name_or_id)}")
-    return _open_complete(folder)
-
-
-def load_cache_for_record(dataset_name_or_id, record: dict) -> TextCache:
-    """The cache made by the encoder ``record`` describes: the active one if it matches, else any other.
-
-    The predictor uses this: a model trained with encoder A still works after someone embedded with B.
-    """
-    root = dataset_cache_root(dataset_name_or_id)
-    active = read_active(root) if os.path.isdir(root) else None
-    for slug in sorted(_list_caches(root), key=lambda s: s != active):
-        try:
-            cache = TextCache.open(os.path.join(root, slug))
-        except TextCacheError:
-            continue
-        if cache.complete and not record_mismatches(cache.encoder_record(), record):
-            return cache
-    raise TextCacheError(f"no complete text cache in {root} was made by {_describe(record)}: run "
-                         f"{embed_command(dataset_name_or_id, record)}")
