@@ -23,7 +23,7 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from nnunetv2_tevia.model.config import TeViAConfig
 from nnunetv2_tevia.model.tevia_network import TeViANetwork
 from nnunetv2_tevia.training.alignment import foreground_mask, foreground_vectors
-from nnunetv2_tevia.training.prototype_updates import activate_prototypes, update_prototypes
+from nnunetv2_tevia.training.prototype_updates import activate_prototypes, prototype_inputs, update_prototypes
 
 WORLD = 2
 L, D, SIZE = 6, 8, 32
@@ -67,8 +67,8 @@ def run_steps(net: torch.nn.Module, stages, batches_of) -> None:
             sum(o.mean() for o in output).backward()
             fg = foreground_mask(target, has_regions=False, ignore_label=None)
             pairs = [foreground_vectors(aux["features"], fg, s.channels) for s in stages]
-            update_prototypes(stages, [p[0] for p in pairs], pairs[0][1],
-                              accumulate=epoch >= WARMUP_EPOCH, momentum=MOMENTUM)
+            vectors, valid = prototype_inputs(stages, aux["stage_features"], fg, [p[0] for p in pairs], pairs[0][1])
+            update_prototypes(stages, vectors, valid, accumulate=epoch >= WARMUP_EPOCH, momentum=MOMENTUM)
         if epoch >= WARMUP_EPOCH:
             activate_prototypes(stages)
 

@@ -330,6 +330,29 @@ def test_checkpoint_round_trip_restores_prototypes(ws, model_2d, monkeypatch, tm
     assert [g["lr"] for g in groups] == pytest.approx([0.01 * factor, 3e-4 * factor, 3e-4 * factor])
 
 
+def test_training_batches_carry_each_patchs_place_in_the_image(ws, data_2d, monkeypatch, tmp_path):
+    """nnU-Net's own loaders, built by the TeViA trainer, add batch['patch_box']. The demo's 64 x 64 patch is as large
+    as its image, so each box spans exactly one image (hi - lo = 1); where nnU-Net's foreground oversampling centres
+    a patch on a lesion, the image sits off-centre in the patch and the box says by how much."""
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    ws.use_in_process(monkeypatch)
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    trainer = get_trainer_from_args(str(DS_2D), "2d", 0, TINY, device=torch.device("cpu"))
+    trainer.initialize()
+    train, val = trainer.get_dataloaders()
+    for batch in (next(train), next(val)):
+        boxes = batch["patch_box"]
+        assert boxes.shape == (batch["data"].shape[0], 2, 2)
+        torch.testing.assert_close(boxes[..., 1] - boxes[..., 0], torch.ones(boxes.shape[:2]))
+        assert (boxes[..., 0].abs() <= 0.5).all()
+    import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+
+    assert trainer_module.nnUNetDataLoader is nnUNetDataLoader  # the swap lasted only for the call
+
+
 def test_reference_variant_trains_and_predicts(ws, data_2d, monkeypatch, tmp_path):
     trainer = "nnUNetTrainerTeViA_reference_tiny"
     folder = _train(ws, data_2d, "2d", 0, trainer=trainer)

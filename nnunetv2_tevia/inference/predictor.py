@@ -16,10 +16,11 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2_tevia.errors import AttentionStageError, TextCacheError
 from nnunetv2_tevia.inference.attention_maps import AttentionMapRecorder, save_attention_pngs
 from nnunetv2_tevia.inference.case_texts import TextFeatures, embed_for_model, texts_for_cases
+from nnunetv2_tevia.inference.tile_positions import tile_boxes
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
-from nnunetv2_tevia.text.cache import record_mismatches
-from nnunetv2_tevia.prompts.prompt_file import PromptFile
 from nnunetv2_tevia.model.tevia_network import unwrap
+from nnunetv2_tevia.prompts.prompt_file import PromptFile
+from nnunetv2_tevia.text.cache import record_mismatches
 
 USER_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "nnunetv2_tevia", "text_cache")
 
@@ -51,6 +52,8 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         self._feature_texts: Dict[str, str] = {}  # the report each case's features were embedded from
         self._case_of_ofile: Dict[str, str] = {}
         self._sequential_cases: Optional[deque] = None
+        self._image_shape: tuple = ()
+        self._tile_boxes: deque = deque()
 
     # ------------------------------------------------------------------ model
     def initialize_from_trained_model_folder(self, model_training_output_dir: str,
@@ -170,18 +173,27 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         self.attention_stage = k
         self._attention = AttentionMapRecorder(stages[k])
 
+    # ------------------------------------------------------------------ sliding window: tile positions, maps
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor):
-        logits = super().predict_sliding_window_return_logits(input_image)
+        self._image_shape = tuple(input_image.shape[1:])
+        try:
+            logits = super().predict_sliding_window_return_logits(input_image)
+        finally:
+            unwrap(self.network).clear_patch_box()
         if self._attention is not None:
             self._attention.end_window(input_image.shape[1:])
         return logits
 
     def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers, do_on_device: bool = True):
-        if self._attention is not None:  # also restarts the window when nnU-Net retries off the device
+        # also restarted when nnU-Net retries off the device; tiles are predicted in the order of the slicers
+        self._tile_boxes = deque(tile_boxes(slicers, data.shape[1:], self._image_shape))
+        if self._attention is not None:
             self._attention.start_window(data.shape[1:], slicers)
         return super()._internal_predict_sliding_window_return_logits(data, slicers, do_on_device)
 
     def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
+        if self._tile_boxes:
+            unwrap(self.network).set_patch_box(self._tile_boxes.popleft())
         if self._attention is None:
             return super()._internal_maybe_mirror_and_predict(x)
         with self._attention.tile():

@@ -9,7 +9,7 @@ Applied to the output of a low-resolution ``UNetDecoder`` stage (after its convo
 What each part is for (docs/architecture.md has the measurements behind every choice):
 - Keys are the report's normalised slots with no positional term, so which slot a position attends to
   depends on what the report says, and the position enters through the queries (a sinusoid of where in the
-  patch it is).
+  image it is: the patch's position in the image when the trainer and the predictor give it, else in the patch).
 - The null key lets a position whose place the report does not mention attend to "nothing" instead of being
   forced by the softmax onto some slot.
 - The residual is added after the decoder stage's InstanceNorm, where a per-case offset is not normalised away,
@@ -56,12 +56,14 @@ class GuidedStage(PrototypeState):
         """The alignment loss's text vector: the mean of the report's slots (the null key left out)."""
         return projected_text[:, 1:].mean(1)
 
-    def forward(self, x: torch.Tensor, projected_text: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, *S) feature map; projected_text: (B, 1 + L_s, C) from ``project_text``."""
+    def forward(self, x: torch.Tensor, projected_text: torch.Tensor,
+                patch_box: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x: (B, C, *S) feature map; projected_text: (B, 1 + L_s, C) from ``project_text``; patch_box: (B, ndim, 2)
+        where the patch lies in the image (first and last voxel in [0, 1]), None when the patch is the image."""
         b, c, *spatial = x.shape
         self.last_spatial_shape = tuple(spatial)
         tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)
-        pos = sinusoidal_encoding_nd(spatial, c, device=x.device).to(tokens.dtype)
+        pos = sinusoidal_encoding_nd(spatial, c, device=x.device, box=patch_box).to(tokens.dtype)
         # branch-free so torch.compile needs no guard: the factor is 1 until the prototype is active
         emphasis = 1 + (self.prototype_weight * self.prototype_active) * minmax_normalise(self.prototype)
         q = self.norm_query(tokens) * emphasis.to(tokens.dtype) + pos

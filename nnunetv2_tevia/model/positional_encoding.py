@@ -4,7 +4,7 @@ Positions are normalised to [0, 1] over the map's extent, so an encoding means "
 across the patch" at every resolution: the guided stages at 8x8 and at 16x16 agree on what "left" is.
 """
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -22,20 +22,28 @@ def sinusoidal_encoding_1d(positions: torch.Tensor, channels: int) -> torch.Tens
     return enc
 
 
-def sinusoidal_encoding_nd(shape: Sequence[int], channels: int, device=None) -> torch.Tensor:
+def sinusoidal_encoding_nd(shape: Sequence[int], channels: int, device=None,
+                           box: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Encode every position of a 1D/2D/3D map, flattened in row-major order, into (prod(shape), channels).
 
     Channels are split between the axes (the first axes get the remainder), each axis encoded with
-    ``sinusoidal_encoding_1d`` and broadcast over the others.
+    ``sinusoidal_encoding_1d`` and broadcast over the others. Positions run from 0 to 1 over the map; with
+    ``box`` (B, ndim, 2), from ``box[b, axis, 0]`` to ``box[b, axis, 1]`` instead, giving (B, prod(shape),
+    channels): the patch's first and last voxel in the image's own [0, 1] coordinates, so that a patch smaller
+    than the image knows where in the image it is.
     """
     ndim = len(shape)
     base, rest = divmod(channels, ndim)
     per_axis = [base + (1 if i < rest else 0) for i in range(ndim)]
+    batch = [] if box is None else [box.shape[0]]
     parts = []
     for axis, (n, c) in enumerate(zip(shape, per_axis)):
         pos = torch.linspace(0, 1, n, device=device) if n > 1 else torch.zeros(1, device=device)
-        enc = sinusoidal_encoding_1d(pos, c)  # (n, c)
-        view = [1] * ndim + [c]
-        view[axis] = n
-        parts.append(enc.view(*view).expand(*shape, c))
-    return torch.cat(parts, dim=-1).reshape(-1, channels)
+        if box is not None:
+            lo, hi = box[:, axis, :1].float().to(pos.device), box[:, axis, 1:].float().to(pos.device)
+            pos = lo + (hi - lo) * pos  # (B, n)
+        enc = sinusoidal_encoding_1d(pos.reshape(-1), c).reshape(*batch, n, c)
+        view = batch + [1] * ndim + [c]
+        view[len(batch) + axis] = n
+        parts.append(enc.view(*view).expand(*batch, *shape, c))
+    return torch.cat(parts, dim=-1).reshape(*batch, -1, channels)

@@ -47,8 +47,9 @@ class ReferenceGuidedStage(PrototypeState):
         """The alignment loss's text vector: the slots' mean."""
         return projected_text.mean(1)
 
-    def forward(self, x: torch.Tensor, projected_text: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, *S) feature map; projected_text: (B, L_s, C) from ``project_text``."""
+    def forward(self, x: torch.Tensor, projected_text: torch.Tensor, patch_box=None) -> torch.Tensor:
+        """x: (B, C, *S) feature map; projected_text: (B, L_s, C) from ``project_text``. ``patch_box`` is ignored:
+        the reference's positions are relative to the patch."""
         b, c, *spatial = x.shape
         self.last_spatial_shape = tuple(spatial)
         tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)

@@ -61,6 +61,7 @@ class TeViANetwork(nn.Module):
         self.register_buffer("no_report_text_mask", torch.zeros(config.text_tokens, dtype=torch.bool))
         self.allow_no_report = config.text_dropout > 0
         self._text: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        self._patch_box: Optional[torch.Tensor] = None
 
     # --- text context (never in the state dict) ---
     def set_text(self, features: torch.Tensor, mask: torch.Tensor) -> None:
@@ -72,6 +73,16 @@ class TeViANetwork(nn.Module):
 
     def clear_text(self) -> None:
         self._text = None
+
+    def set_patch_box(self, box: Optional[torch.Tensor]) -> None:
+        """Where the following forwards' patches lie in their image: (ndim, 2) or (B, ndim, 2), each axis's first
+        and last voxel in the image's [0, 1] coordinates (the predictor sets it per sliding-window tile). None: the
+        patch is the image. Never in the state dict, like the text."""
+        box = None if box is None else torch.as_tensor(box, dtype=torch.float32)
+        self._patch_box = box if box is None or box.ndim == 3 else box[None]
+
+    def clear_patch_box(self) -> None:
+        self._patch_box = None
 
     def set_no_report_text(self, features: torch.Tensor, mask: torch.Tensor) -> None:
         self.no_report_text_features.copy_(torch.as_tensor(features))
@@ -98,12 +109,16 @@ class TeViANetwork(nn.Module):
         return text.to(device=like.device, dtype=like.dtype), text_mask.to(like.device)
 
     def forward(self, x: torch.Tensor, text: Optional[torch.Tensor] = None,
-                text_mask: Optional[torch.Tensor] = None, return_aux: bool = False):
+                text_mask: Optional[torch.Tensor] = None, return_aux: bool = False,
+                patch_box: Optional[torch.Tensor] = None):
         """Segmentation logits (a list under deep supervision). With ``return_aux`` also a dict of what the
         alignment loss and the prototype need: the last decoder features, each guided stage's feature map, its
-        projected text and its text vector."""
+        projected text and its text vector. ``patch_box``: see ``set_patch_box``."""
         # under autocast, x is fp32 but the attention runs in half precision; keep text in x's dtype
         text, text_mask = self._resolve_text(x.shape[0], text, text_mask, x)
+        box = (self._patch_box if patch_box is None else patch_box) if self.config.patch_position else None
+        if box is not None:
+            box = box.to(x.device).expand(x.shape[0], -1, -1) if box.shape[0] == 1 else box.to(x.device)
         skips = self.encoder(x)
         dec = self.decoder
         lres = skips[-1]
@@ -116,7 +131,7 @@ class TeViANetwork(nn.Module):
             aux["stage_features"].append(features)
             aux["projected_text"].append(keys)
             aux["text_vectors"].append(stage.text_vector(keys))
-            return stage(features, keys)
+            return stage(features, keys, box)
 
         # UNetDecoder.forward's loop (a test checks it still equals UNetDecoder's), with guided stages applied to
         # the inputs (reference design) or outputs (default) of the first K decoder stages

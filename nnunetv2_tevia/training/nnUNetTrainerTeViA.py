@@ -6,7 +6,9 @@ sliding-window validation, checkpoints. Hyperparameters are attributes, as in nn
 """
 import os
 from typing import List, Optional
+from unittest import mock
 
+import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
 import numpy as np
 import torch
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
@@ -18,22 +20,23 @@ from torch import autocast, nn
 from torch import distributed as dist
 
 from nnunetv2_tevia.errors import TeViAError, TextCacheError, TrainingSetupError
-from nnunetv2_tevia.io_utils import remove_orphaned_temp_files
+from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
 from nnunetv2_tevia.model.tevia_network import TeViANetwork, unwrap
 from nnunetv2_tevia.training.alignment import alignment_loss, foreground_mask, foreground_vectors
 from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable
-from nnunetv2_tevia.training.checkpoint_checks import check_checkpoint_text
+from nnunetv2_tevia.training.checkpoints import TeViACheckpoints
 from nnunetv2_tevia.training.location_safe_augmentation import location_safe_rotation
 from nnunetv2_tevia.training.optimizer import PolyLRGroupScheduler, build_optimizer
-from nnunetv2_tevia.training.prototype_updates import activate_prototypes, stage_foreground_vectors, update_prototypes
+from nnunetv2_tevia.training.patch_position import PatchBoxLoader
+from nnunetv2_tevia.training.prototype_updates import activate_prototypes, prototype_inputs, update_prototypes
 from nnunetv2_tevia.training.tevia_logger import TeViALocalLogger
 from nnunetv2_tevia.training.text_aware_dataset import with_load_case_callback
 
 ALLOW_NO_REPORT_ENV = "NNUNETV2_TEVIA_ALLOW_NO_REPORT"
 
 
-class nnUNetTrainerTeViA(nnUNetTrainer):
+class nnUNetTrainerTeViA(TeViACheckpoints, nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -54,6 +57,8 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         self.prototype_warmup_epoch: Optional[int] = None  # None: 10% of num_epochs
         self.prototype_ramp_epochs: Optional[int] = None   # None: 10% of num_epochs (at least 1)
         self.use_case_text = True        # False: every case gets the no-report text (_noText)
+        # Positions are where a patch (training crop, sliding-window tile) lies in its image; False: in the patch
+        self.use_patch_position = True
         self.text_dropout = 0.0          # probability of training a case on the no-report text
         # Reports name sides and zones; mirroring and large rotations would pair a flipped image with
         # unflipped text. False restores nnU-Net's full augmentation and test-time mirroring.
@@ -137,7 +142,8 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         config = TeViAConfig(text_tokens=cache.max_tokens, text_dim=cache.dim, design=self.tevia_design,
                              num_guided_stages=num_stages, encoder=cache.encoder_record(),
                              no_report_text=cache.no_report_text, text_dropout=self.text_dropout,
-                             case_text=self.use_case_text, initial_scale=self.cross_attention_initial_scale)
+                             case_text=self.use_case_text, initial_scale=self.cross_attention_initial_scale,
+                             patch_position=self.use_patch_position)
         config.slots = config.resolved_slots(num_stages)
         # the same dict object is saved as plans.json and, through init_args, in every checkpoint
         self.plans_manager.plans[PLANS_KEY] = config.to_dict()
@@ -188,7 +194,7 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
 
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context():
-            output, aux = self.network(data, text, text_mask, return_aux=True)
+            output, aux = self.network(data, text, text_mask, return_aux=True, patch_box=batch.get('patch_box'))
             seg_loss = self.loss(output, target)
             fg = self._foreground(target)
             vectors, valid = self._alignment_vectors(aux["features"], fg)
@@ -222,11 +228,7 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
                            alignment_vectors: List[torch.Tensor], valid: torch.Tensor) -> None:
         """Training steps only. Every rank reaches the all-reduce, also with an empty batch foreground."""
         stages = unwrap(self.network).guided_stages
-        if stages and stages[0].prototype_space == "stage":
-            pairs = [stage_foreground_vectors(f, fg) for f in stage_features]
-            vectors, valid = [p[0] for p in pairs], pairs[0][1]
-        else:
-            vectors = alignment_vectors
+        vectors, valid = prototype_inputs(stages, stage_features, fg, alignment_vectors, valid)
         update_prototypes(stages, vectors, valid, accumulate=self.current_epoch >= self.warmup_epoch,
                           momentum=self.prototype_momentum)
 
@@ -235,10 +237,18 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         text, text_mask = self._batch_text(batch['keys'], training=False)
         net = unwrap(self.network)
         net.set_text(text, text_mask)
+        net.set_patch_box(batch.get('patch_box'))
         try:
             return super().validation_step(batch)
         finally:
             net.clear_text()
+            net.clear_patch_box()
+
+    def get_dataloaders(self):
+        """nnU-Net's loaders, with each patch's position in its image (``batch['patch_box']``): nnU-Net builds them
+        by name inside this method and starts their workers at once, so the name is swapped for the call."""
+        with mock.patch.object(trainer_module, "nnUNetDataLoader", PatchBoxLoader):
+            return super().get_dataloaders()
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
         super().on_train_epoch_end(train_outputs)
@@ -262,39 +272,13 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         self.print_to_log_file(f"alignment_loss {np.round(np.mean(align), 4)}, active prototypes {active}/"
                                f"{len(stages)}, guided stage gates {gates}")
 
-    # ------------------------------------------------------------------ checkpoints and validation
-    def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint, written to a temporary file and renamed, so a crash never leaves half a file; the
-        temporary files of a killed earlier run are removed."""
-        remove_orphaned_temp_files(filename)
-        tmp = f"{filename}.tmp-{os.getpid()}"
-        super().save_checkpoint(tmp)
-        if os.path.isfile(tmp):
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, filename)
-
-    def load_checkpoint(self, filename_or_checkpoint) -> None:
-        if isinstance(filename_or_checkpoint, str):
-            # only the plans are read here (mmap: no tensor data); nnU-Net loads the file itself below
-            checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False, mmap=True)
-        else:
-            checkpoint = filename_or_checkpoint
-        saved = checkpoint.get('init_args', {}).get('plans', {}).get(PLANS_KEY)
-        if saved is not None and not self.was_initialized:
-            self.initialize()
-        if saved is not None:
-            where = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "the checkpoint"
-            check_checkpoint_text(saved, self.plans_manager.plans[PLANS_KEY], where, self.__class__.__name__,
-                                  self.plans_manager.dataset_name)
-        # the argument as given: nnU-Net 2.8's load_checkpoint fails on a dict (UnboundLocalError)
-        super().load_checkpoint(filename_or_checkpoint)
-
+    # ------------------------------------------------------------------ final validation
     def perform_actual_validation(self, save_probabilities: bool = False):
         original = self.dataset_class
         self.dataset_class = with_load_case_callback(original, self._set_case_text)
-        try:
-            super().perform_actual_validation(save_probabilities)
+        try:  # TeViA's predictor gives every sliding-window tile its position in the image, as in training
+            with mock.patch.object(trainer_module, "nnUNetPredictor", nnUNetTeViAPredictor):
+                super().perform_actual_validation(save_probabilities)
         finally:
             self.dataset_class = original
             unwrap(self.network).clear_text()

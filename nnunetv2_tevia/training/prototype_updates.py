@@ -29,6 +29,16 @@ def stage_foreground_vectors(features: torch.Tensor, fg_mask: torch.Tensor) -> T
     return vectors, total[:, 0] > 0
 
 
+def prototype_inputs(stages: Sequence, stage_features: Sequence[torch.Tensor], fg_mask: torch.Tensor,
+                     alignment_vectors: Sequence[torch.Tensor], valid: torch.Tensor) -> Tuple[list, torch.Tensor]:
+    """What each stage's prototype averages, and which samples have foreground: the stage's own foreground-pooled
+    map (default design, ``prototype_space == "stage"``) or the alignment vectors (reference design)."""
+    if stages and stages[0].prototype_space == "stage":
+        pairs = [stage_foreground_vectors(f, fg_mask) for f in stage_features]
+        return [p[0] for p in pairs], pairs[0][1]
+    return list(alignment_vectors), valid
+
+
 def foreground_sum_count(vectors: torch.Tensor, valid: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """(sum over valid samples of vectors, number of valid samples), in float32."""
     w = valid.float()

@@ -25,3 +25,13 @@ class nnUNetTrainerTeViA_noText(nnUNetTrainerTeViA):
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.use_case_text = False
+
+
+class nnUNetTrainerTeViA_noPatchPosition(nnUNetTrainerTeViA):
+    """Positions relative to each patch, not to the image: what location words lose where the patch is smaller than
+    the image (identical to the default where the patch covers the image)."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.use_patch_position = False

@@ -12,6 +12,8 @@ from nnunetv2_tevia.demo.budget import (DEMO_BATCH_SIZE, DEMO_EPOCHS, DEMO_ITERA
 from nnunetv2_tevia.training.variants.benchmark_budget import seed_everything
 from nnunetv2_tevia.training.variants.snapshots import SnapshotMixin
 from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
+from nnunetv2_tevia.training.variants.ablations import (nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noPatchPosition,
+                                                        nnUNetTrainerTeViA_noProto, nnUNetTrainerTeViA_noText)
 from nnunetv2_tevia.training.variants.reference import nnUNetTrainerTeViA_reference
 from nnunetv2_tevia.training.variants.text_dropout import nnUNetTrainerTeViA_textDropout
 
@@ -48,3 +50,19 @@ class nnUNetTrainerTeViA_reference_demoBudget(_DemoBudget, nnUNetTrainerTeViA_re
 
 class nnUNetTrainerTeViA_textDropout_demoBudget(_DemoBudget, nnUNetTrainerTeViA_textDropout):
     """The demo budget with text dropout: one demo model measured with and without reports."""
+
+
+class nnUNetTrainerTeViA_noAlign_demoBudget(_DemoBudget, nnUNetTrainerTeViA_noAlign):
+    pass
+
+
+class nnUNetTrainerTeViA_noProto_demoBudget(_DemoBudget, nnUNetTrainerTeViA_noProto):
+    pass
+
+
+class nnUNetTrainerTeViA_noText_demoBudget(_DemoBudget, nnUNetTrainerTeViA_noText):
+    pass
+
+
+class nnUNetTrainerTeViA_noPatchPosition_demoBudget(_DemoBudget, nnUNetTrainerTeViA_noPatchPosition):
+    pass
