@@ -119,7 +119,7 @@ class Demo:
         if os.path.isdir(out) and len([f for f in os.listdir(out) if f.startswith("test_")]) >= self.num_test:
             return
         shutil.rmtree(out, ignore_errors=True)
-        tevia = trainer == TEVIA_TRAINER
+        tevia = "TeViA" in trainer
         cmd = ["nnUNetv2_tevia_predict" if tevia else "nnUNetv2_predict", "-i", os.path.join(self.raw, "imagesTs"),
                "-o", out, "-d", str(self.dataset_id), "-c", self.config, "-f", "0", "-tr", trainer,
                "-device", self.device, "-npp", "1", "-nps", "1", "--disable_progress_bar"]
