@@ -23,8 +23,8 @@ from nnunetv2_tevia.demo.budget import DEMO_BATCH_SIZE, DEMO_EPOCHS, DEMO_ITERAT
 TEVIA_TRAINER = "nnUNetTrainerTeViA_demoBudget"
 PLAIN_TRAINER = "nnUNetTrainer_demoBudget"
 # lines of nnU-Net's output worth showing while the demo runs; the rest goes to the step's log
-SHOWN = ("Epoch ", "Pseudo dice", "Epoch time", "alignment_loss", "Mean Validation Dice", "Predicting ",
-         "text cache", "Error", "error", "Traceback")
+SHOWN = ("Epoch ", "Pseudo dice", "Epoch time", "alignment_loss", "Mean Validation Dice", "text cache", "Error",
+         "error", "Traceback")
 
 
 class Demo:
