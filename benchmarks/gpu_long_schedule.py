@@ -30,6 +30,7 @@ from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from nnunetv2_tevia.cli.tool_path import tool_env  # noqa: E402
 DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText", "nnUNetTrainerTeViA_reference")
 
 
@@ -177,7 +178,7 @@ def main(argv=None) -> None:
 
     dataset = maybe_convert_to_dataset_name(args.d)
     os.makedirs(args.o, exist_ok=True)
-    env = dict(os.environ, **{budget.EPOCHS_ENV: str(args.epochs), budget.ITERS_ENV: str(args.iterations),
+    env = tool_env(**{budget.EPOCHS_ENV: str(args.epochs), budget.ITERS_ENV: str(args.iterations),
                               "TEVIA_SNAPSHOT_EVERY": str(args.snapshot_every)})
     os.environ.update(env)
     if not args.report_only and not args.score_one:

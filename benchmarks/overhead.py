@@ -44,6 +44,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench_measure  # noqa: E402  (sibling module of this script)
+from nnunetv2_tevia.cli.tool_path import tool_env  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def prepare(args, env: Dict[str, str]) -> None:
             log = os.path.join(args.out, "logs", f"plan_{setup.name}.log")
             print(f"$ {' '.join(cmd)}   (log: {log})", flush=True)
             with open(log, "w") as f:
-                if subprocess.run(cmd, env=dict(os.environ, **env), stdout=f, stderr=subprocess.STDOUT).returncode:
+                if subprocess.run(cmd, env=tool_env(**env), stdout=f, stderr=subprocess.STDOUT).returncode:
                     raise SystemExit(f"error: planning and preprocessing for {setup.name} failed; see {log}")
         batches = batches_file(args.out, setup, args.batch_size)
         if not args.flops_only and not os.path.isfile(batches):
@@ -112,7 +113,7 @@ def prepare(args, env: Dict[str, str]) -> None:
             with open(log, "w") as f:
                 cmd = [sys.executable, __file__, "--worker", "batches", "--setup", setup.name, "-o", args.out,
                        "--steps", str(args.batches), "--batch-size", str(args.batch_size)]
-                if subprocess.run(cmd, env=dict(os.environ, **env, **WORKER_ENV), stdout=f,
+                if subprocess.run(cmd, env=tool_env(**env, **WORKER_ENV), stdout=f,
                                   stderr=subprocess.STDOUT).returncode:
                     raise SystemExit(f"error: drawing the batches of {setup.name} failed; see {log}")
 

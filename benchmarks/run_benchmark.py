@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
 
+from nnunetv2_tevia.cli.tool_path import tool_env
 from nnunetv2_tevia.io_utils import atomic_write_bytes, atomic_write_json
 from nnunetv2_tevia.training.variants import benchmark_budget as budget
 
@@ -132,8 +133,7 @@ def no_report_prompts(out: str) -> str:
 
 
 def run_env(run: Run) -> Dict[str, str]:
-    env = dict(os.environ, nnUNet_results=run.results_root, TEVIA_BENCH_SEED=str(run.seed))
-    return env
+    return tool_env(nnUNet_results=run.results_root, TEVIA_BENCH_SEED=str(run.seed))
 
 
 def shown(cmd: List[str], run: Run) -> str:
@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     for tool in ("nnUNetv2_train", "nnUNetv2_predict", "nnUNetv2_tevia_predict"):
-        if shutil.which(tool) is None:
+        if shutil.which(tool, path=tool_env()["PATH"]) is None:
             raise SystemExit(f"error: {tool} is not on PATH: install the package (pip install -e .) and activate "
                              f"its environment")
     from nnunetv2.paths import nnUNet_preprocessed

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow
 
 
 def _demo_command() -> str:
@@ -16,8 +15,27 @@ def _demo_command() -> str:
     return beside if os.path.isfile(beside) else shutil.which("nnUNetv2_tevia_demo")
 
 
+def unactivated_env() -> dict:
+    """os.environ as CI has it: this virtual environment's scripts folder is not on PATH (not activated)."""
+    from nnunetv2_tevia.cli.tool_path import scripts_dir
+    here = os.path.abspath(scripts_dir())
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and os.path.abspath(p) != here]
+    return dict(os.environ, PATH=os.pathsep.join(path))
+
+
+@pytest.mark.parametrize("activated", [False, True])
+def test_tool_env_puts_this_environments_scripts_first(activated):
+    from nnunetv2_tevia.cli.tool_path import scripts_dir, tool_env
+    base = dict(os.environ) if activated else unactivated_env()
+    env = tool_env(base, nnUNet_raw="/x")
+    parts = env["PATH"].split(os.pathsep)
+    assert parts[0] == scripts_dir() and parts.count(scripts_dir()) == 1 and env["nnUNet_raw"] == "/x"
+    assert shutil.which("nnUNetv2_train", path=env["PATH"]).startswith(scripts_dir())
+
+
+@pytest.mark.slow
 def test_demo_runs_every_step_and_resumes(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+    env = {k: v for k, v in unactivated_env().items() if not k.startswith("nnUNet_")}
     env.update(HF_HUB_OFFLINE="1", MPLBACKEND="agg", OMP_NUM_THREADS="1")
     cmd = [_demo_command(), "-o", str(tmp_path / "demo"), "--num-train", "10", "--num-test", "2", "--epochs", "1",
            "--iterations", "2", "-device", "cpu"]

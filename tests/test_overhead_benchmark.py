@@ -12,6 +12,7 @@ from nnunetv2_tevia.model.token_counts import guided_stage_shapes, guided_stage_
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import overhead  # noqa: E402
+from test_demo_cli import unactivated_env  # noqa: E402  (tests/ is on sys.path)
 
 
 def test_token_counts_of_a_default_3d_plan():
@@ -72,7 +73,7 @@ def test_overhead_script_end_to_end(tmp_path):
     cmd = [sys.executable, str(BENCHMARKS / "overhead.py"), "-o", str(out), "--setups", "2d", "--size-2d", "64",
            "--cases-2d", "12", "--rounds", "1", "--warmup-rounds", "0", "--steps", "1", "--warmup-steps", "1",
            "--cases-inference", "1", "--batches", "2"]
-    env = dict(os.environ, nnUNet_def_n_proc="1")
+    env = dict(unactivated_env(), nnUNet_def_n_proc="1")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "overhead.json").read_text())

@@ -17,6 +17,7 @@ import time
 from typing import Dict, List, Optional
 
 from nnunetv2_tevia.cli._common import exit_on_user_error
+from nnunetv2_tevia.cli.tool_path import tool_env
 from nnunetv2_tevia.errors import TeViAError
 from nnunetv2_tevia.demo.budget import DEMO_BATCH_SIZE, DEMO_EPOCHS, DEMO_ITERATIONS, EPOCHS_ENV, ITERATIONS_ENV
 
@@ -40,7 +41,7 @@ class Demo:
         self.logs = os.path.join(self.workdir, "logs")
         os.makedirs(self.logs, exist_ok=True)
         cpus = str(max(1, min(os.cpu_count() or 1, 4)))
-        self.env = dict(os.environ, nnUNet_raw=os.path.join(self.workdir, "nnUNet_raw"),
+        self.env = tool_env(nnUNet_raw=os.path.join(self.workdir, "nnUNet_raw"),
                         nnUNet_preprocessed=os.path.join(self.workdir, "nnUNet_preprocessed"),
                         nnUNet_results=os.path.join(self.workdir, "nnUNet_results"),
                         nnUNet_def_n_proc=cpus, nnUNet_n_proc_DA=cpus, nnUNet_compile="false",
