@@ -90,6 +90,10 @@ def _run_stats(args) -> int:
               f"{t['median']:g}, p95 {t['p95']:g}, max {t['max']}")
     print(f"--max-tokens {args.max_tokens}: {s['truncated_cases']} case(s) ({s['truncated_distinct']} distinct "
           f"text(s)) would be truncated; no-report text {s['no_report_text']!r} has {s['no_report_tokens']} tokens")
+    if pf.mirror is not None:
+        from nnunetv2_tevia.prompts.mirror_words import mirror_summary
+
+        print("\n".join(mirror_summary(pf.cases, pf.mirror)))
     return 0
 
 

@@ -3,6 +3,7 @@
     {"format": "nnunetv2-tevia-prompts", "version": 1,
      "default": "text for cases without a report (optional)",
      "classes": {"<label name>": "description"},
+     "mirror": {"preset": "2d"} (optional: words that swap when the image is flipped, see mirror_words.py),
      "cases": {"<case id>": "report text"}}
 
 A case without a text (absent from "cases", or the "" placeholder that `nnUNetv2_tevia_prompts init`
@@ -19,13 +20,14 @@ from typing import Optional
 
 from nnunetv2_tevia.errors import MissingTextError, PromptFileError
 from nnunetv2_tevia.io_utils import atomic_write_json
+from nnunetv2_tevia.prompts.mirror_words import MirrorMap, mirror_map_from_json, mirror_map_to_json, mirror_problems
 
 PROMPTS_FILENAME = "tevia_prompts.json"
 FORMAT = "nnunetv2-tevia-prompts"
 VERSION = 1
 # Checked before reading: a wrong --prompts pointing at an image volume must not be read into memory.
 MAX_PROMPT_FILE_BYTES = 256 * 1024 * 1024
-TOP_LEVEL_KEYS = ("format", "version", "default", "classes", "cases")
+TOP_LEVEL_KEYS = ("format", "version", "default", "classes", "mirror", "cases")
 
 _FIX_VALIDATE = "run `nnUNetv2_tevia_prompts validate -d <dataset>` to list every problem"
 
@@ -36,6 +38,7 @@ class PromptFile:
     cases: dict
     default: Optional[str] = None
     classes: dict = field(default_factory=dict)
+    mirror: Optional[MirrorMap] = None  # the optional "mirror" section (issue 13); not used by training yet
 
 
 class _JsonObject(dict):
@@ -167,6 +170,9 @@ def document_problems(doc: dict, path: str, *, allow_empty: bool = False) -> lis
             elif _utf8_problem(name) or _utf8_problem(desc):
                 problems.append(f"{path}: class {name!r} {_utf8_problem(name) or _utf8_problem(desc)}: fix it")
 
+    if "mirror" in doc:
+        problems.extend(mirror_problems(doc["mirror"], path))
+
     if "cases" not in doc:
         problems.append(f"{path} has no \"cases\" object: add \"cases\": {{}} (case id -> report text)")
         return problems
@@ -200,7 +206,8 @@ def document_problems(doc: dict, path: str, *, allow_empty: bool = False) -> lis
 def prompts_from_document(doc: dict, path: Optional[str]) -> PromptFile:
     """Build a PromptFile from a document that passed :func:`document_problems`."""
     return PromptFile(path=path, cases=dict(doc["cases"]), default=doc.get("default"),
-                      classes=dict(doc.get("classes", {})))
+                      classes=dict(doc.get("classes", {})),
+                      mirror=mirror_map_from_json(doc["mirror"], path) if "mirror" in doc else None)
 
 
 def load_prompts(path, *, allow_empty: bool = False) -> PromptFile:
@@ -223,6 +230,8 @@ def save_prompts(pf: PromptFile, path=None) -> str:
     if pf.default is not None:
         doc["default"] = pf.default
     doc["classes"] = dict(pf.classes)
+    if pf.mirror is not None:
+        doc["mirror"] = mirror_map_to_json(pf.mirror)
     doc["cases"] = {k: pf.cases[k] for k in sorted(pf.cases)}
     atomic_write_json(path, doc)
     return path
