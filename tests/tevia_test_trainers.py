@@ -6,6 +6,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
+from nnunetv2_tevia.training.variants.mirror_text import nnUNetTrainerTeViA_mirrorText
 from nnunetv2_tevia.training.variants.reference import nnUNetTrainerTeViA_reference
 
 
@@ -41,3 +42,7 @@ class nnUNetTrainerTeViA_reference_tiny(_Tiny, nnUNetTrainerTeViA_reference):
 
 class nnUNetTrainer_tevia_tiny(_Tiny, nnUNetTrainer):
     """Plain nnU-Net (no text) with the tiny budget: the pretraining run of fine-tuning tests."""
+
+
+class nnUNetTrainerTeViA_mirrorText_tiny(_Tiny, nnUNetTrainerTeViA_mirrorText):
+    """Text-consistent mirroring with the tiny budget."""

@@ -16,11 +16,14 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2_tevia.errors import AttentionStageError, TextCacheError
 from nnunetv2_tevia.inference.attention_maps import AttentionMapRecorder, save_attention_pngs
 from nnunetv2_tevia.inference.case_texts import TextFeatures, embed_for_model, texts_for_cases
+from nnunetv2_tevia.inference.flipped_texts import (check_prompt_map, flipped_texts, map_axes_of, model_mirror_map,
+                                                    predict_with_flipped_texts, split_flipped)
 from nnunetv2_tevia.inference.tile_positions import tile_boxes
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
 from nnunetv2_tevia.model.tevia_network import unwrap
 from nnunetv2_tevia.prompts.prompt_file import PromptFile
 from nnunetv2_tevia.text.cache import record_mismatches
+from nnunetv2_tevia.model.mirror_axes import axis_offset
 
 USER_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "nnunetv2_tevia", "text_cache")
 
@@ -49,6 +52,8 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         self.text_encoder = text_encoder
         self.tevia_config: Optional[TeViAConfig] = None
         self._features: Dict[str, TextFeatures] = {}
+        self._flipped: Dict[str, Dict[tuple, TextFeatures]] = {}  # mirrorText models: case -> flip -> features
+        self.mirror_map, self.mirror_offset, self._model_folder = None, 0, "the model folder"
         self._feature_texts: Dict[str, str] = {}  # the report each case's features were embedded from
         self._case_of_ofile: Dict[str, str] = {}
         self._sequential_cases: Optional[deque] = None
@@ -64,6 +69,8 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
                                  f"not trained with nnUNetTrainerTeViA; use nnUNetv2_predict for it")
         self.tevia_config = TeViAConfig.from_dict(self.plans_manager.plans[PLANS_KEY])
         self._check_folds_agree(model_training_output_dir, use_folds, checkpoint_name)
+        self._model_folder = model_training_output_dir
+        self._setup_mirror()
         self._setup_attention_maps()
 
     def manual_initialization(self, network, plans_manager, configuration_manager, parameters, dataset_json,
@@ -71,7 +78,13 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         super().manual_initialization(network, plans_manager, configuration_manager, parameters, dataset_json,
                                       trainer_name, inference_allowed_mirroring_axes)
         self.tevia_config = TeViAConfig.from_dict(plans_manager.plans[PLANS_KEY])
+        self._setup_mirror()
         self._setup_attention_maps()
+
+    def _setup_mirror(self) -> None:
+        """A mirrorText model's word map (plans.json): its test-time flips are predicted with flipped reports."""
+        self.mirror_map = model_mirror_map(self.plans_manager.plans[PLANS_KEY], f"{self._model_folder}/plans.json")
+        self.mirror_offset = axis_offset(self.plans_manager.plans, len(self.configuration_manager.patch_size))
 
     def _check_folds_agree(self, folder, use_folds, checkpoint_name):
         """Folds trained on another encoder would load (same shapes) and give garbage: refuse them."""
@@ -97,17 +110,27 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
             return self.text_cache_folder
         return os.path.join(output_folder, ".tevia_text_cache") if output_folder else USER_CACHE
 
-    def prepare_texts(self, texts: Dict[str, str], output_folder: Optional[str] = None) -> None:
-        """Embed ``{case id: report}`` with the model's encoder (cached) and keep the features for prediction."""
+    def prepare_texts(self, texts: Dict[str, str], output_folder: Optional[str] = None,
+                      mirrored: Optional[set] = None) -> None:
+        """Embed ``{case id: report}`` with the model's encoder (cached) and keep the features for prediction;
+        for a mirrorText model also the flipped reports of the cases in ``mirrored`` (default: all)."""
         device = self.device if self.device.type == "cuda" else None
-        self._features.update(embed_for_model(texts, self.tevia_config, self._cache_root(output_folder),
-                                              encoder_spec=self.text_encoder, device=device,
-                                              trust_remote_code=self.trust_remote_code, progress=self.allow_tqdm))
+        axes = map_axes_of(self.allowed_mirroring_axes or (), self.mirror_offset, self.mirror_map) \
+            if self.mirror_map is not None and self.use_mirroring else ()
+        flips = flipped_texts({k: t for k, t in texts.items() if mirrored is None or k in mirrored},
+                              self.mirror_map, axes) if axes else {}
+        own, flipped = split_flipped(embed_for_model(
+            {**texts, **flips}, self.tevia_config, self._cache_root(output_folder), encoder_spec=self.text_encoder,
+            device=device, trust_remote_code=self.trust_remote_code, progress=self.allow_tqdm))
+        self._features.update(own)
+        self._flipped.update({k: flipped.get(k, {}) for k in texts})
         self._feature_texts.update(texts)
 
     def _activate(self, case_id: str) -> None:
         features, mask = self._features[case_id]
-        unwrap(self.network).set_text(torch.from_numpy(features).float(), torch.from_numpy(mask))
+        flipped = {c: (torch.from_numpy(f).float(), torch.from_numpy(m)) for c, (f, m) in
+                   self._flipped.get(case_id, {}).items()}
+        unwrap(self.network).set_text(torch.from_numpy(features).float(), torch.from_numpy(mask), flipped)
         self._current_case = case_id
 
     # ------------------------------------------------------------------ which case is next
@@ -123,9 +146,11 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
             (os.path.dirname(ofiles[0]) if ofiles else None)
         # every call reads the reports again: ``self.prompts`` may have changed since a case was last embedded
         texts = texts_for_cases(self.prompts, case_ids, self.tevia_config.no_report_text, self.allow_missing_text)
+        check_prompt_map(self.mirror_map, self.prompts, self._model_folder)
         todo = {k: t for k, t in texts.items() if self._feature_texts.get(k) != t}
-        if todo:
-            self.prepare_texts(todo, output_folder)
+        if todo:  # a case without its own report keeps the no-report text under every flip, as in training
+            reported = {k for k in todo if (self.prompts.cases.get(k) or "").strip()} if self.prompts else set()
+            self.prepare_texts(todo, output_folder, mirrored=reported)
         if ofiles is not None:
             self._case_of_ofile = dict(zip(ofiles, case_ids))
         self._sequential_cases = deque(case_ids)
@@ -192,12 +217,20 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         return super()._internal_predict_sliding_window_return_logits(data, slicers, do_on_device)
 
     def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
-        if self._tile_boxes:
-            unwrap(self.network).set_patch_box(self._tile_boxes.popleft())
+        box = self._tile_boxes.popleft() if self._tile_boxes else None
+        if box is not None:
+            unwrap(self.network).set_patch_box(box)
         if self._attention is None:
-            return super()._internal_maybe_mirror_and_predict(x)
+            return self._maybe_mirror_with_texts(x, box)
         with self._attention.tile():
+            return self._maybe_mirror_with_texts(x, box)
+
+    def _maybe_mirror_with_texts(self, x: torch.Tensor, box: Optional[torch.Tensor]) -> torch.Tensor:
+        axes = self.allowed_mirroring_axes if self.use_mirroring else None
+        if self.mirror_map is None or not axes:
             return super()._internal_maybe_mirror_and_predict(x)
+        return predict_with_flipped_texts(self.network, unwrap(self.network), x, axes, self.mirror_offset,
+                                          self.mirror_map, box)
 
     def _write_attention_maps(self, data: torch.Tensor) -> None:
         maps = self._attention.case_maps()

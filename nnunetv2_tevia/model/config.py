@@ -37,6 +37,7 @@ class TeViAConfig:
     text_dropout: float = 0.0             # > 0: the model also serves cases without a report
     case_text: bool = True                # False: trained on the no-report text only (_noText ablation)
     patch_position: bool = True           # default design: positions are the patch's place in the image
+    mirror: Optional[dict] = None         # mirrorText: the word map (mirror_map_to_json) flipped texts were made with
 
     def __post_init__(self):
         if self.design not in DESIGNS:

@@ -61,15 +61,25 @@ class TeViANetwork(nn.Module):
         self.register_buffer("no_report_text_mask", torch.zeros(config.text_tokens, dtype=torch.bool))
         self.allow_no_report = config.text_dropout > 0
         self._text: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        self._own_text, self._flipped_text = None, {}
         self._patch_box: Optional[torch.Tensor] = None
 
     # --- text context (never in the state dict) ---
-    def set_text(self, features: torch.Tensor, mask: torch.Tensor) -> None:
-        """Text for the following forwards: features (L, D) or (B, L, D), mask (L,) or (B, L)."""
+    def set_text(self, features: torch.Tensor, mask: torch.Tensor, flipped: Optional[dict] = None) -> None:
+        """Text for the following forwards: features (L, D) or (B, L, D), mask (L,) or (B, L). ``flipped``:
+        {flipped map axes: (features, mask)} of the report's mirrored variants, for ``use_flipped_text``."""
         features = torch.as_tensor(features)
         mask = torch.as_tensor(mask, dtype=torch.bool)
-        self._text = (features if features.ndim == 3 else features[None],
-                      mask if mask.ndim == 2 else mask[None])
+        self._text = self._own_text = (features if features.ndim == 3 else features[None],
+                                       mask if mask.ndim == 2 else mask[None])
+        self._flipped_text = dict(flipped or {})
+
+    def use_flipped_text(self, flipped_axes: tuple) -> None:
+        """Switch to the report as it reads with ``flipped_axes`` (map axes) flipped; its own where nothing swaps."""
+        if self._text is not None:
+            variant = self._flipped_text.get(tuple(flipped_axes))
+            self._text = self._own_text if variant is None else \
+                (torch.as_tensor(variant[0])[None], torch.as_tensor(variant[1], dtype=torch.bool)[None])
 
     def clear_text(self) -> None:
         self._text = None

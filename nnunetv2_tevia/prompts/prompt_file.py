@@ -38,7 +38,7 @@ class PromptFile:
     cases: dict
     default: Optional[str] = None
     classes: dict = field(default_factory=dict)
-    mirror: Optional[MirrorMap] = None  # the optional "mirror" section (issue 13); not used by training yet
+    mirror: Optional[MirrorMap] = None  # the optional "mirror" section (issue 13): nnUNetTrainerTeViA_mirrorText
 
 
 class _JsonObject(dict):

@@ -17,6 +17,7 @@ from nnunetv2_tevia.io_utils import atomic_save_npz, atomic_write_json
 from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
 from nnunetv2_tevia.text.cache import (ACTIVE, FORMAT, MANIFEST, TEXTS, VERSION, TextCache, cache_slug,
                                        load_text_npz)
+from nnunetv2_tevia.text.cache.mirror import MANIFEST_KEY as MIRROR_KEY, mirror_manifest, mirror_variants
 from nnunetv2_tevia.text.encoders import TextEncoder
 
 MANIFEST_INTERVAL_S = 1.0
@@ -69,6 +70,11 @@ def embed_prompts(pf, cache_root: str, encoder: TextEncoder, max_tokens: int = 2
     fallback = no_report_text(pf)
     fallback_sha = text_sha256(fallback)
     by_sha[fallback_sha] = fallback
+    # the prompt file's "mirror" section: each report's flipped variants, embedded like any other text
+    mirror_map = getattr(pf, "mirror", None)
+    if mirror_map is not None:
+        mirror_cases, mirror_texts = mirror_variants(case_sha, by_sha, mirror_map)
+        by_sha.update(mirror_texts)
 
     n_tokens: Dict[str, int] = {}
     todo = []
@@ -91,6 +97,8 @@ def embed_prompts(pf, cache_root: str, encoder: TextEncoder, max_tokens: int = 2
 
     def write_manifest(complete: bool) -> None:
         manifest["cases"] = {cid: sha for cid, sha in sorted(case_sha.items()) if sha in n_tokens}
+        if mirror_map is not None:
+            manifest[MIRROR_KEY] = mirror_manifest(mirror_map, mirror_cases, n_tokens)
         manifest["complete"] = complete
         manifest["updated"] = _now()
         atomic_write_json(os.path.join(folder, MANIFEST), manifest)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from nnunetv2_tevia.errors import MissingTextError, TextCacheError
+from nnunetv2_tevia.text.cache.mirror import parse_flip_key
 
 NO_REPORT_ROW = 0
 
@@ -18,6 +19,8 @@ class CaseTextTable:
         self.features = torch.from_numpy(features)   # (R, L, D) float16
         self.masks = torch.from_numpy(masks)         # (R, L) bool
         self.rows = rows                             # case id -> row; cases without a report -> NO_REPORT_ROW
+        self.flip_rows: Dict[Tuple[str, tuple], int] = {}  # (case id, flipped map axes) -> row of its flipped report
+        self.flip_offset, self.flip_map_axes = 0, ()
 
     @classmethod
     def from_cache(cls, cache, case_ids: Iterable[str], no_report_allowed: bool, dataset: str,
@@ -51,12 +54,38 @@ class CaseTextTable:
         self.masks = self.masks.to(device)
         return self
 
-    def row_indices(self, keys: Sequence[str]) -> List[int]:
+    def add_mirror_rows(self, cache, map_axes: Sequence[int], offset: int) -> None:
+        """Rows of each case's flipped reports (those that differ from its own; text/cache/mirror.py). Cases on
+        the no-report row keep it whatever the flip. ``offset``: map axis = patch axis + offset."""
+        feats, masks = [], []
+        for k, row in self.rows.items():
+            if row == NO_REPORT_ROW:
+                continue
+            for key in cache.mirror_flips(k):
+                f, m = cache.mirrored_features(k, parse_flip_key(key))
+                self.flip_rows[(k, parse_flip_key(key))] = len(self.features) + len(feats)
+                feats.append(f)
+                masks.append(m)
+        if feats:
+            device = self.features.device
+            self.features = torch.cat((self.features, torch.from_numpy(np.stack(feats)).to(device)))
+            self.masks = torch.cat((self.masks, torch.from_numpy(np.stack(masks)).to(device)))
+        self.flip_offset, self.flip_map_axes = offset, tuple(map_axes)
+
+    def row_indices(self, keys: Sequence[str], mirror_axes=None) -> List[int]:
+        """Each key's row; with ``mirror_axes`` (bool (B, patch ndim), batch['mirror_axes']), the row of the report
+        as it reads after that sample's flips."""
         try:
-            return [self.rows[k] for k in keys]
+            rows = [self.rows[k] for k in keys]
         except KeyError as e:
             raise TextCacheError(f"case {e.args[0]} is not in the text table built from the active cache; "
                                  f"re-run nnUNetv2_tevia_prompts embed for this dataset") from None
+        if mirror_axes is None or not self.flip_rows:
+            return rows
+        from nnunetv2_tevia.training.mirror_text import sample_flips
+
+        flips = sample_flips(mirror_axes, self.flip_offset, self.flip_map_axes)
+        return [self.flip_rows.get((k, f), r) for k, f, r in zip(keys, flips, rows)]
 
     def lookup(self, rows: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(rows, device=self.features.device, dtype=torch.long)

@@ -37,6 +37,8 @@ ALLOW_NO_REPORT_ENV = "NNUNETV2_TEVIA_ALLOW_NO_REPORT"
 
 
 class nnUNetTrainerTeViA(TeViACheckpoints, nnUNetTrainer):
+    data_loader_class = PatchBoxLoader  # nnU-Net's loader plus batch['patch_box'] (mirrorText: + 'mirror_axes')
+
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -173,8 +175,8 @@ class nnUNetTrainerTeViA(TeViACheckpoints, nnUNetTrainer):
         return rotation, dummy_2d, initial_patch_size, None
 
     # ------------------------------------------------------------------ text per batch
-    def _batch_text(self, keys, training: bool):
-        rows = self.text_table.row_indices(keys)
+    def _batch_text(self, keys, training: bool, mirror_axes=None):
+        rows = self.text_table.row_indices(keys, mirror_axes)
         if training and self.text_dropout > 0:
             drop = np.random.random_sample(len(rows)) < self.text_dropout
             rows = [NO_REPORT_ROW if d else r for r, d in zip(rows, drop)]
@@ -190,7 +192,7 @@ class nnUNetTrainerTeViA(TeViACheckpoints, nnUNetTrainer):
         target = batch['target']
         target = [i.to(self.device, non_blocking=True) for i in target] if isinstance(target, list) \
             else target.to(self.device, non_blocking=True)
-        text, text_mask = self._batch_text(batch['keys'], training=True)
+        text, text_mask = self._batch_text(batch['keys'], training=True, mirror_axes=batch.get('mirror_axes'))
 
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context():
@@ -247,7 +249,7 @@ class nnUNetTrainerTeViA(TeViACheckpoints, nnUNetTrainer):
     def get_dataloaders(self):
         """nnU-Net's loaders, with each patch's position in its image (``batch['patch_box']``): nnU-Net builds them
         by name inside this method and starts their workers at once, so the name is swapped for the call."""
-        with mock.patch.object(trainer_module, "nnUNetDataLoader", PatchBoxLoader):
+        with mock.patch.object(trainer_module, "nnUNetDataLoader", self.data_loader_class):
             return super().get_dataloaders()
 
     def on_train_epoch_end(self, train_outputs: List[dict]):

@@ -11,6 +11,8 @@ import numpy as np
 
 from nnunetv2_tevia.errors import TextCacheError
 from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
+from nnunetv2_tevia.text.cache.mirror import (MANIFEST_KEY as MIRROR_KEY, cached_mirror_map, flip_key,
+                                              manifest_mirror_problem, mirror_map_change)
 
 MANIFEST = "manifest.json"
 TEXTS = "texts"
@@ -143,6 +145,22 @@ class TextCache:
     def no_report_features(self) -> Tuple[np.ndarray, np.ndarray]:
         return self._load(self.manifest["no_report_sha256"], "the no-report text")
 
+    @property
+    def mirror_map(self):
+        """The word map the mirrored texts were made with (a MirrorMap), or None if the cache holds none."""
+        return cached_mirror_map(self.manifest, os.path.join(self.folder, MANIFEST))
+
+    def mirror_flips(self, case_id: str) -> Dict[str, str]:
+        """{flip key: sha256} of the case's flipped reports that differ from its own (text/cache/mirror.py)."""
+        return dict(self.manifest.get(MIRROR_KEY, {}).get("cases", {}).get(case_id, {}))
+
+    def mirrored_features(self, case_id: str, flipped_axes) -> Tuple[np.ndarray, np.ndarray]:
+        """The case's report as it reads with ``flipped_axes`` (map axes) flipped; its own where nothing swaps."""
+        sha = self.mirror_flips(case_id).get(flip_key(flipped_axes))
+        if sha is None:
+            return self.features(case_id)
+        return self._load(sha, f"text of case {case_id!r} flipped along axes {flip_key(flipped_axes)}")
+
     def stale_cases(self, pf) -> List[str]:
         """Cases whose text was edited, added or removed in ``pf`` since embedding."""
         current = {cid: text_sha256(t) for cid, t in pf.cases.items() if isinstance(t, str) and t.strip()}
@@ -162,6 +180,9 @@ class TextCache:
             parts.append(f"{len(stale)} case text(s) changed since embedding ({shown})")
         if self.no_report_stale(pf):
             parts.append("the no-report text changed")
+        mirror = mirror_map_change(self.mirror_map, getattr(pf, "mirror", None))
+        if mirror:
+            parts.append(mirror)
         if parts:
             where = pf.path or "the prompt file"
             raise TextCacheError(f"text cache {self.folder} is stale for {where}: {'; '.join(parts)}: run "
@@ -181,6 +202,8 @@ def _manifest_problem(m) -> Optional[str]:
     if not isinstance(m.get("cases"), dict) or not isinstance(m.get("no_report_text"), str) \
             or not isinstance(m.get("no_report_sha256"), str):
         return "cases or no-report text missing"
+    if MIRROR_KEY in m:
+        return manifest_mirror_problem(m[MIRROR_KEY])
     return None
 
 

@@ -1,0 +1,223 @@
+"""nnUNetTrainerTeViA_mirrorText (issue 13): a flipped training sample gets its flipped report and mirrored patch
+box, and test-time mirroring averages predictions made with the matching reports.
+
+The unit tests use nnU-Net's own loader on two fake cases; the rest share one tiny 2D demo dataset whose prompt
+file has the "2d" word map, embedded with a tiny BERT, and one tiny training (2 epochs of 3 iterations).
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+from batchgenerators.utilities.file_and_folder_operations import load_json
+from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+from nnunetv2_tevia.inference.flipped_texts import predict_with_flipped_texts
+from nnunetv2_tevia.model.mirror_axes import mirror_boxes
+from nnunetv2_tevia.model.tevia_network import unwrap
+from nnunetv2_tevia.prompts.mirror_words import DEFAULT_2D_MAP, mirror_text
+from nnunetv2_tevia.training.mirror_text import MirrorBoxLoader, RecordingMirrorTransform, sample_flips
+from nnunetv2_tevia.training.patch_position import patch_boxes
+from test_patch_position import _Cases
+from tiny_text_models import make_tiny_bert
+
+DS, NAME = 906, "Dataset906_TeViADemo"
+TINY = "nnUNetTrainerTeViA_mirrorText_tiny"
+
+
+# ----------------------------------------------------------------------------------------------- units
+def test_mirror_boxes_flips_only_the_flipped_axes():
+    boxes = torch.tensor([[[0.0, 0.25], [0.5, 1.0]], [[0.1, 0.3], [0.2, 0.6]]])
+    out = mirror_boxes(boxes, torch.tensor([[True, False], [False, True]]))
+    torch.testing.assert_close(out, torch.tensor([[[0.75, 1.0], [0.5, 1.0]], [[0.1, 0.3], [0.4, 0.8]]]))
+
+
+def test_sample_flips_keeps_the_map_axes_and_adds_the_offset():
+    flips = torch.tensor([[True, True], [False, True], [False, False]])
+    assert sample_flips(flips, 0, (0, 1)) == [(0, 1), (1,), ()]
+    assert sample_flips(flips, 1, (2,)) == [(2,), (2,), ()]  # a 2d configuration of a 3D dataset
+
+
+def test_loader_records_each_samples_flips_and_mirrors_its_box():
+    labels = LabelManager({"background": 0, "lesion": 1}, regions_class_order=None)
+    loader = MirrorBoxLoader(_Cases(), 16, (16, 16), (16, 16), labels, oversample_foreground_percent=0.5,
+                             transforms=ComposeTransforms([RecordingMirrorTransform((0, 1))]))
+    torch.manual_seed(0)
+    batch = next(loader)
+    flips = batch["mirror_axes"]
+    assert flips.shape == (16, 2) and flips.dtype == torch.bool
+    assert flips.any() and not flips.all()  # 16 samples, each axis flipped with p=0.5
+    unflipped = patch_boxes(loader._boxes, loader.final_patch_size)[:, 1:]
+    torch.testing.assert_close(batch["patch_box"], mirror_boxes(unflipped, flips))
+    for b in range(16):  # a flipped box is the mirror image: (lo, hi) -> (1 - hi, 1 - lo)
+        for a in range(2):
+            lo, hi = unflipped[b, a]
+            want = (1 - hi, 1 - lo) if flips[b, a] else (lo, hi)
+            torch.testing.assert_close(batch["patch_box"][b, a], torch.stack(want))
+
+
+class _SpyNet:
+    """Stands in for the network: output = input * (first feature of the current text) + box start."""
+
+    def __init__(self, texts):
+        self.texts, self.text, self.box, self.calls = texts, texts[()], None, []
+
+    def use_flipped_text(self, combo):
+        self.text = self.texts.get(tuple(combo), self.texts[()])
+
+    def set_patch_box(self, box):
+        self.box = box
+
+    def __call__(self, x):
+        self.calls.append((self.text, None if self.box is None else self.box.clone()))
+        return x * self.text + self.box[0, 0]
+
+
+def test_test_time_mirroring_averages_the_per_flip_predictions_with_their_texts():
+    texts = {(): 1.0, (0,): 2.0, (1,): 3.0, (0, 1): 5.0}
+    net, box = _SpyNet(texts), torch.tensor([[0.0, 0.5], [0.25, 1.0]])
+    net.set_patch_box(box)
+    x = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4)
+    out = predict_with_flipped_texts(net, net, x, (0, 1), 0, DEFAULT_2D_MAP, box)
+    by_hand = x * 1.0 + 0.0                              # unflipped: own text, own box (row start 0)
+    by_hand += x * 2.0 + 0.5                             # rows flipped: row box (0, 0.5) -> (0.5, 1)
+    by_hand += x * 3.0 + 0.0                             # columns flipped: rows unchanged
+    by_hand += x * 5.0 + 0.5
+    torch.testing.assert_close(out, by_hand / 4)
+    assert [t for t, _ in net.calls] == [1.0, 2.0, 3.0, 5.0]
+    torch.testing.assert_close(net.calls[3][1], torch.tensor([[0.5, 1.0], [0.0, 0.75]]))
+    assert net.text == 1.0 and net.box is box  # the own text and box are back for the next tile
+
+
+# ----------------------------------------------------------------------------------------------- on the demo
+def _script(name: str) -> str:
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    return beside if os.path.isfile(beside) else name
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """A 2D demo (6 training, 2 test cases) with the "2d" word map, preprocessed and embedded with a tiny BERT."""
+    from nnunetv2_tevia.demo.generator import generate_demo_dataset
+    from nnunetv2_tevia.prompts.prompt_file import PROMPTS_FILENAME, load_prompts, save_prompts
+
+    root = tmp_path_factory.mktemp("mirror")
+    env = {k: v for k, v in os.environ.items() if k != "NNUNETV2_TEVIA_ALLOW_NO_REPORT"}
+    env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"), nnUNet_results=str(root / "res"),
+               nnUNet_compile="false", nnUNet_def_n_proc="1", OMP_NUM_THREADS="1", MPLBACKEND="agg")
+    for k in ("raw", "pre", "res"):
+        (root / k).mkdir()
+    folder = generate_demo_dataset(str(root / "raw"), DS, num_train=6, num_test=2)
+    pf = load_prompts(os.path.join(folder, PROMPTS_FILENAME))
+    pf.mirror = DEFAULT_2D_MAP
+    save_prompts(pf)
+    bert = make_tiny_bert(root / "bert", seed=0)
+    subprocess.run([_script("nnUNetv2_tevia_plan_and_preprocess"), "-d", str(DS), "-c", "2d", "-np", "1", "-npfp",
+                    "1", "-e", f"hf:{bert}"], env=env, check=True, capture_output=True, timeout=300)
+    return root, env, pf
+
+
+def _use(ws, monkeypatch, tmp_path):
+    root, env, _ = ws
+    for k in ("nnUNet_raw", "nnUNet_preprocessed"):
+        monkeypatch.setenv(k, env[k])
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    monkeypatch.delenv("NNUNETV2_TEVIA_ALLOW_NO_REPORT", raising=False)
+
+
+def test_a_flipped_training_sample_gets_the_flipped_report(ws, monkeypatch, tmp_path):
+    from nnunetv2.run.run_training import get_trainer_from_args
+    from nnunetv2_tevia.text.cache import load_active_cache
+
+    _use(ws, monkeypatch, tmp_path)
+    trainer = get_trainer_from_args(str(DS), "2d", 0, TINY, device=torch.device("cpu"))
+    trainer.initialize()
+    train, _ = trainer.get_dataloaders()
+    assert trainer.inference_allowed_mirroring_axes == (0, 1)
+    assert trainer.plans_manager.plans["tevia"]["mirror"] == {"preset": "2d"}
+    cache, pf = load_active_cache(NAME), ws[2]
+    seen = set()
+    for _ in range(6):
+        batch = next(train)
+        text, _ = trainer._batch_text(batch["keys"], training=True, mirror_axes=batch["mirror_axes"])
+        for b, (key, flips) in enumerate(zip(batch["keys"], batch["mirror_axes"])):
+            combo = tuple(int(a) for a in torch.nonzero(flips).flatten())
+            want, _ = cache.mirrored_features(key, combo)
+            torch.testing.assert_close(text[b].cpu(), torch.from_numpy(want))
+            if mirror_text(pf.cases[key], combo, DEFAULT_2D_MAP) != pf.cases[key]:
+                assert not torch.equal(text[b].cpu(), torch.from_numpy(cache.features(key)[0]))
+                seen.add(combo)
+    assert seen, "no sample of 6 batches was flipped along an axis its report names"
+    import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
+    from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
+    assert trainer_module.MirrorTransform is MirrorTransform  # the swap lasted only for the call
+
+
+@pytest.fixture(scope="module")
+def model(ws) -> Path:
+    """The tiny mirrorText training (2 epochs of 3 iterations and nnU-Net's final validation)."""
+    root, env, _ = ws
+    subprocess.run([_script("nnUNetv2_train"), str(DS), "2d", "0", "-tr", TINY, "-device", "cpu"],
+                   env=dict(env, nnUNet_n_proc_DA="0"), check=True, capture_output=True, timeout=300)
+    return root / "res" / NAME / f"{TINY}__nnUNetPlans__2d"
+
+
+@pytest.mark.slow
+def test_the_variant_trains_and_predicts_a_folder(ws, model, monkeypatch, tmp_path):
+    from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor
+
+    root, env, pf = ws
+    assert load_json(str(model / "plans.json"))["tevia"]["mirror"] == {"preset": "2d"}
+    assert (model / "fold_0" / "validation" / "summary.json").is_file()  # validated with mirrored reports
+    _use(ws, monkeypatch, tmp_path)
+    predictor = nnUNetTeViAPredictor(tile_step_size=0.5, use_mirroring=True, device=torch.device("cpu"),
+                                     prompts=pf, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(model), (0,))
+    out = tmp_path / "pred"
+    out.mkdir()
+    predictor.predict_from_files_sequential(str(root / "raw" / NAME / "imagesTs"), str(out), False, True, None)
+    assert len(list(out.glob("*.png"))) == 2
+    assert len(predictor._flipped) == 2 and any(predictor._flipped.values())  # the test reports' flipped variants
+
+
+@pytest.mark.slow
+def test_test_time_mirroring_of_a_trained_model_uses_the_flipped_reports(ws, model, monkeypatch, tmp_path):
+    from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor
+
+    root, env, pf = ws
+    _use(ws, monkeypatch, tmp_path)
+    folder = model
+    # one tile by hand: each flipped forward gets the case's flipped report
+    predictor = nnUNetTeViAPredictor(tile_step_size=0.5, use_mirroring=True, device=torch.device("cpu"),
+                                     prompts=pf, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(folder), (0,))
+    assert predictor.allowed_mirroring_axes == (0, 1) and predictor.mirror_map.axes == DEFAULT_2D_MAP.axes
+    case = next(k for k, t in sorted(pf.cases.items()) if mirror_text(t, (1,), DEFAULT_2D_MAP) != t)
+    predictor.prepare_texts({case: pf.cases[case]}, str(tmp_path))
+    predictor._activate(case)
+    net = unwrap(predictor.network)
+    net.eval()
+    seen = []
+    original = net.forward
+    monkeypatch.setattr(net, "forward", lambda x, *a, **k: (seen.append(net._text[0].clone()), original(x))[1])
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        out = predictor._maybe_mirror_with_texts(x, None)
+        own = net(x)
+        assert len(seen) == 5  # own, then (0,), (1,), (0, 1) with the network's own forward inside
+    flipped = predictor._flipped[case]
+    torch.testing.assert_close(seen[2], torch.from_numpy(flipped[(1,)][0]).float()[None])
+    assert not torch.equal(seen[2], seen[0])
+    by_hand = own.clone()
+    with torch.no_grad():
+        for combo in ((0,), (1,), (0, 1)):
+            net.use_flipped_text(combo)
+            dims = [a + 2 for a in combo]
+            by_hand += torch.flip(original(torch.flip(x, dims)), dims)
+        net.use_flipped_text(())
+    torch.testing.assert_close(out, by_hand / 4)
