@@ -93,9 +93,19 @@ def build_optimizer(network: nn.Module, text_pathway: nn.Module, lr: float, weig
     decay, no_decay = split_decay(text_pathway.named_parameters())
     return OptimizerGroup([
         sgd([p for p in network.parameters() if id(p) not in text_ids]),
-        torch.optim.AdamW([{"params": decay, "weight_decay": text_weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}], lr=text_lr),
+        adamw([{"params": decay, "weight_decay": text_weight_decay},
+               {"params": no_decay, "weight_decay": 0.0}], lr=text_lr),
     ])
+
+
+def adamw(groups: List[dict], lr: float) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel where the parameters' device has one (CPU and CUDA do): one kernel per
+    tensor instead of a dozen: on the 2-core development CPU the step of the 2.9 M text parameters of a 2D plan
+    took 7-9 ms instead of 33-47 ms (docs/performance.md). It works under AMP: nnU-Net's GradScaler unscales before the step."""
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except RuntimeError:  # a device without a fused AdamW
+        return torch.optim.AdamW(groups, lr=lr)
 
 
 def split_decay(parameters: Iterable[Tuple[str, nn.Parameter]]) -> Tuple[List[nn.Parameter], List[nn.Parameter]]:
