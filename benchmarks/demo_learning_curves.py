@@ -81,13 +81,15 @@ def write_report(results: Dict, folder: str, budget: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    colours = {t: c for t, c in zip(TRAINERS, ("tab:red", "tab:blue", "tab:gray"))}
+    colours = dict(zip(TRAINERS, ("tab:red", "tab:blue", "tab:gray")))
+    others = sorted({run["trainer"] for run in results["runs"].values()} - set(colours))
+    colours.update(zip(others, ("tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:cyan")))
     for run in results["runs"].values():
         steps = sorted(run["points"], key=int)
         x = [int(s) for s in steps]
         for ax, what in zip(axes, ("right", "swapped")):
             ax.plot(x, [run["points"][s][what] for s in steps], marker="o", ms=3,
-                    color=colours.get(run["trainer"], "black"),
+                    color=colours.get(run["trainer"], "black"), alpha=0.85,
                     linestyle="-" if run["seed"] == 0 else "--", label=f"{run['trainer']} seed {run['seed']}")
     axes[0].set_title("right reports, vs the targets' masks")
     axes[1].set_title("swapped reports, vs the distractors' masks")
