@@ -5,14 +5,14 @@ plans record a word map (``plans["tevia"]["mirror"]``) predicts each flip with t
 that flip, and with the tile's position mirrored the way training mirrored it (training/mirror_text.py).
 """
 import os
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
 from nnunetv2_tevia.errors import PromptFileError
 from nnunetv2_tevia.prompts.mirror_words import MirrorMap, mirror_map_from_json, text_variants
 from nnunetv2_tevia.text.cache.mirror import flip_key
-from nnunetv2_tevia.model.mirror_axes import flip_combinations, mirror_boxes
+from nnunetv2_tevia.model.mirror_axes import covered_map_axes, flip_combinations, mirror_boxes
 
 SEPARATOR = "#flip:"  # key of a flipped report among the texts to embed: "<case id>#flip:<flip key>"
 
@@ -55,10 +55,6 @@ def split_flipped(features: dict) -> tuple:
     return own, flipped
 
 
-def map_axes_of(patch_axes: Iterable[int], offset: int, mirror_map: MirrorMap) -> tuple:
-    return tuple(a + offset for a in patch_axes if a + offset in mirror_map.axis_indices)
-
-
 def predict_with_flipped_texts(network, net, x: torch.Tensor, patch_axes: Sequence[int], offset: int,
                                mirror_map: MirrorMap, box: Optional[torch.Tensor]) -> torch.Tensor:
     """nnU-Net's test-time mirroring average, each flip predicted with its flipped report and mirrored box.
@@ -68,7 +64,7 @@ def predict_with_flipped_texts(network, net, x: torch.Tensor, patch_axes: Sequen
     try:
         for combo in combos:
             dims = [a + 2 for a in combo]
-            net.use_flipped_text(map_axes_of(combo, offset, mirror_map))
+            net.use_flipped_text(covered_map_axes(combo, offset, mirror_map.axis_indices))
             if box is not None:
                 flipped = torch.zeros(box.shape[0], dtype=torch.bool)
                 flipped[list(combo)] = True

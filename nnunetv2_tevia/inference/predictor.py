@@ -16,14 +16,14 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2_tevia.errors import AttentionStageError, TextCacheError
 from nnunetv2_tevia.inference.attention_maps import AttentionMapRecorder, save_attention_pngs
 from nnunetv2_tevia.inference.case_texts import TextFeatures, embed_for_model, texts_for_cases
-from nnunetv2_tevia.inference.flipped_texts import (check_prompt_map, flipped_texts, map_axes_of, model_mirror_map,
+from nnunetv2_tevia.inference.flipped_texts import (check_prompt_map, flipped_texts, model_mirror_map,
                                                     predict_with_flipped_texts, split_flipped)
 from nnunetv2_tevia.inference.tile_positions import tile_boxes
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
 from nnunetv2_tevia.model.tevia_network import unwrap
 from nnunetv2_tevia.prompts.prompt_file import PromptFile
 from nnunetv2_tevia.text.cache import record_mismatches
-from nnunetv2_tevia.model.mirror_axes import axis_offset
+from nnunetv2_tevia.model.mirror_axes import axis_offset, covered_map_axes
 
 USER_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "nnunetv2_tevia", "text_cache")
 
@@ -115,7 +115,7 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         """Embed ``{case id: report}`` with the model's encoder (cached) and keep the features for prediction;
         for a mirrorText model also the flipped reports of the cases in ``mirrored`` (default: all)."""
         device = self.device if self.device.type == "cuda" else None
-        axes = map_axes_of(self.allowed_mirroring_axes or (), self.mirror_offset, self.mirror_map) \
+        axes = covered_map_axes(self.allowed_mirroring_axes or (), self.mirror_offset, self.mirror_map.axis_indices) \
             if self.mirror_map is not None and self.use_mirroring else ()
         flips = flipped_texts({k: t for k, t in texts.items() if mirrored is None or k in mirrored},
                               self.mirror_map, axes) if axes else {}

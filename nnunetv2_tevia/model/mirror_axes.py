@@ -25,6 +25,13 @@ def mirrorable_patch_axes(map_axes: Sequence[int], offset: int, patch_ndim: int)
     return tuple(k for k in range(patch_ndim) if k + offset in set(map_axes))
 
 
+def covered_map_axes(patch_axes: Sequence[int], offset: int, map_axes: Sequence[int]) -> Tuple[int, ...]:
+    """Flipped patch axes -> the map axes among them that the word map covers (what selects a text variant);
+    the one translation used by training (per sample) and by test-time mirroring (per flip)."""
+    covered = set(map_axes)
+    return tuple(a + offset for a in patch_axes if a + offset in covered)
+
+
 def flip_combinations(axes: Sequence[int]) -> List[Tuple[int, ...]]:
     """Every non-empty combination of ``axes``, in nnU-Net's test-time order."""
     return [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]

@@ -10,6 +10,7 @@ import torch
 
 from nnunetv2_tevia.errors import MissingTextError, TextCacheError
 from nnunetv2_tevia.text.cache.mirror import parse_flip_key
+from nnunetv2_tevia.training.mirror_text import sample_flips
 
 NO_REPORT_ROW = 0
 
@@ -82,8 +83,6 @@ class CaseTextTable:
                                  f"re-run nnUNetv2_tevia_prompts embed for this dataset") from None
         if mirror_axes is None or not self.flip_rows:
             return rows
-        from nnunetv2_tevia.training.mirror_text import sample_flips
-
         flips = sample_flips(mirror_axes, self.flip_offset, self.flip_map_axes)
         return [self.flip_rows.get((k, f), r) for k, f, r in zip(keys, flips, rows)]
 

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
 
-from nnunetv2_tevia.model.mirror_axes import mirror_boxes
+from nnunetv2_tevia.model.mirror_axes import covered_map_axes, mirror_boxes
 from nnunetv2_tevia.training.patch_position import PatchBoxLoader
 
 SAMPLE_KEY = "mirrored_axes"
@@ -64,6 +64,4 @@ def sample_flips(mirror_axes: Optional[torch.Tensor], offset: int, map_axes: Seq
     """Per sample, the flipped axes that the word map covers, as map axes (what selects the text variant)."""
     if mirror_axes is None:
         return []
-    covered = set(map_axes)
-    return [tuple(k + offset for k in torch.nonzero(row).flatten().tolist() if k + offset in covered)
-            for row in mirror_axes.cpu()]
+    return [covered_map_axes(torch.nonzero(row).flatten().tolist(), offset, map_axes) for row in mirror_axes.cpu()]
