@@ -35,9 +35,12 @@ TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText", 
             "nnUNetTrainerTeViA_noProto")
 # not part of 'all': text dropout is for measuring one model with and without reports (--no-report); full DA is
 # TeViA with nnU-Net's mirroring and rotations, for reports whose locations survive mirroring (or name none);
-# reference is the reference code's arrangement (docs/architecture.md), for comparing designs
-OPTIONAL_TRAINERS = ("nnUNetTrainerTeViA_textDropout", "nnUNetTrainerTeViA_fullDA", "nnUNetTrainerTeViA_reference")
-SEEDED_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA")
+# reference is the reference code's arrangement (docs/architecture.md), for comparing designs; mirrorText requires
+# the prompt file's "mirror" word map (docs/prompt_format.md), locationSafe never mirrors
+OPTIONAL_TRAINERS = ("nnUNetTrainerTeViA_textDropout", "nnUNetTrainerTeViA_fullDA", "nnUNetTrainerTeViA_reference",
+                     "nnUNetTrainerTeViA_mirrorText", "nnUNetTrainerTeViA_locationSafe")
+SEEDED_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_mirrorText",
+                   "nnUNetTrainerTeViA_locationSafe")
 NO_REPORT = " (no report)"
 NO_REPORT_ENV = {"NNUNETV2_TEVIA_ALLOW_NO_REPORT": "1"}  # models trained without text dropout may run on it too
 SPLIT_SEED = 12345  # nnU-Net's own split seed; the held-out cases do not depend on the training seed
@@ -322,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"[OPTIONAL] 'all' (the first five) or some of {' '.join(TRAINERS + OPTIONAL_TRAINERS)}. "
                         f"Default: all")
     p.add_argument("--seeds", nargs="+", type=int, default=[0],
-                   help=f"[OPTIONAL] seeds of {' and '.join(SEEDED_TRAINERS)}; the ablations run with the first "
+                   help=f"[OPTIONAL] seeds of {', '.join(SEEDED_TRAINERS)}; the ablations run with the first "
                         f"only. Default: 0")
     p.add_argument("--val-cases", type=int, default=None,
                    help="[OPTIONAL] imagesTr cases held out for nnU-Net's per-epoch pseudo Dice. Default: 5%% of "
@@ -331,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="[OPTIONAL] cpu or cuda. Default: cuda when available")
     p.add_argument("--disable-tta", action="store_true",
                    help="[OPTIONAL] predict every model without mirroring. Default: each trainer's own choice "
-                        "(nnU-Net mirrors; TeViA's location-safe trainers do not)")
+                        "(nnU-Net mirrors; TeViA mirrors with flipped reports when trained with a word map)")
     p.add_argument("--no-report", action="store_true",
                    help="[OPTIONAL] also predict every TeViA model with no report for any test case (the model's "
                         "no-report text) and score it as '<trainer> (no report)': what a missing report costs")

@@ -117,6 +117,41 @@ def test_reports_vary_and_cover_every_count():
         format_report(list(ZONES), rng)
 
 
+def _flip_zone(zone: str, vertical: bool, horizontal: bool) -> str:
+    v, h = zone.split()
+    v = {"upper": "lower", "lower": "upper"}[v] if vertical else v
+    h = {"left": "right", "right": "left"}[h] if horizontal else h
+    return f"{v} {h}"
+
+
+@pytest.mark.parametrize("three_d", [False, True])
+def test_a_mirrored_report_names_exactly_the_mirrored_targets(three_d):
+    """The demo's word map turns every report into the report of the flipped image, in every template: the
+    mirrored text equals the report written for the flipped zones with the same phrasing draws."""
+    from nnunetv2_tevia.demo.report_templates import demo_mirror_map
+    from nnunetv2_tevia.prompts.mirror_words import mirror_text
+
+    m = demo_mirror_map(three_d)
+    vertical, horizontal = (1, 2) if three_d else (0, 1)
+    combos = [(), (vertical,), (horizontal,), (vertical, horizontal)] + ([(0,), (0, 1, 2)] if three_d else [])
+    pick = np.random.default_rng(1)
+    for k in range(60):
+        targets = [ZONES[i] for i in sorted(pick.choice(4, int(pick.integers(1, 4)), replace=False))]
+        report = format_report(targets, np.random.default_rng(k))
+        for combo in combos:
+            flipped = [_flip_zone(z, vertical in combo, horizontal in combo) for z in targets]
+            assert mirror_text(report, combo, m) == format_report(flipped, np.random.default_rng(k)), (report, combo)
+
+
+def test_demo_prompt_files_carry_the_word_map(tmp_path):
+    from nnunetv2_tevia.demo.report_templates import demo_mirror_map
+
+    folder = generate_demo_dataset(str(tmp_path), dataset_id=990, num_train=5, num_test=2)
+    write_swapped_variant(folder)
+    assert load_prompts(os.path.join(folder, "tevia_prompts.json")).mirror == demo_mirror_map(False)
+    assert load_prompts(os.path.join(folder, "tevia_prompts_swapped.json")).mirror == demo_mirror_map(False)
+
+
 def test_counts_of_targets_vary(tmp_path):
     folder = generate_demo_dataset(str(tmp_path), dataset_id=990, num_train=40, num_test=0)
     counts = {sum(l["target"] for l in c["lesions"]) for c in load_metadata(folder)["cases"].values()}

@@ -17,7 +17,7 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
 from nnunetv2_tevia.inference.flipped_texts import predict_with_flipped_texts
-from nnunetv2_tevia.model.mirror_axes import mirror_boxes
+from nnunetv2_tevia.model.mirror_axes import mirror_boxes, mirrorable_patch_axes, patch_map_axes
 from nnunetv2_tevia.model.tevia_network import unwrap
 from nnunetv2_tevia.prompts.mirror_words import DEFAULT_2D_MAP, mirror_text
 from nnunetv2_tevia.training.mirror_text import MirrorBoxLoader, RecordingMirrorTransform, sample_flips
@@ -36,10 +36,31 @@ def test_mirror_boxes_flips_only_the_flipped_axes():
     torch.testing.assert_close(out, torch.tensor([[[0.75, 1.0], [0.5, 1.0]], [[0.1, 0.3], [0.4, 0.8]]]))
 
 
-def test_sample_flips_keeps_the_map_axes_and_adds_the_offset():
+def test_sample_flips_translates_patch_axes_to_the_map_axes_it_covers():
     flips = torch.tensor([[True, True], [False, True], [False, False]])
-    assert sample_flips(flips, 0, (0, 1)) == [(0, 1), (1,), ()]
-    assert sample_flips(flips, 1, (2,)) == [(2,), (2,), ()]  # a 2d configuration of a 3D dataset
+    assert sample_flips(flips, (0, 1), (0, 1)) == [(0, 1), (1,), ()]
+    assert sample_flips(flips, (1, 2), (2,)) == [(2,), (2,), ()]  # a 2d configuration of a 3D dataset
+    assert sample_flips(flips, (2, 0), (0, 2)) == [(0, 2), (0,), ()]  # transposed: sorted map axes
+
+
+def _plans(shape, transpose):
+    return {"original_median_shape_after_transp": shape, "transpose_forward": transpose}
+
+
+def test_patch_axes_map_to_the_files_axes_through_nnunets_transpose():
+    """The word map names the axes of the image as read from the file; nnU-Net's transpose_forward reorders them
+    before the patch is cut, so a 3D dataset planned with (2, 0, 1) shows file axis 2 on patch axis 0."""
+    png = _plans([1, 112, 112], [0, 1, 2])
+    assert patch_map_axes(png, 2) == (0, 1)  # rows, columns
+    volume = _plans([40, 64, 64], [0, 1, 2])
+    assert patch_map_axes(volume, 3) == (0, 1, 2)
+    assert patch_map_axes(volume, 2) == (1, 2)  # 2d configuration: the last two axes
+    anisotropic = _plans([64, 40, 64], [1, 0, 2])  # nnU-Net moves the coarse axis first
+    assert patch_map_axes(anisotropic, 3) == (1, 0, 2)
+    assert patch_map_axes(anisotropic, 2) == (0, 2)
+    # a map that covers only the file's left-right axis (2) lets only the patch axis showing it flip
+    assert mirrorable_patch_axes((2,), patch_map_axes(_plans([64, 40, 64], [2, 0, 1]), 3)) == (0,)
+    assert mirrorable_patch_axes((0, 1), patch_map_axes(png, 2)) == (0, 1)
 
 
 def test_loader_records_each_samples_flips_and_mirrors_its_box():
@@ -82,7 +103,7 @@ def test_test_time_mirroring_averages_the_per_flip_predictions_with_their_texts(
     net, box = _SpyNet(texts), torch.tensor([[0.0, 0.5], [0.25, 1.0]])
     net.set_patch_box(box)
     x = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4)
-    out = predict_with_flipped_texts(net, net, x, (0, 1), 0, DEFAULT_2D_MAP, box)
+    out = predict_with_flipped_texts(net, net, x, (0, 1), (0, 1), DEFAULT_2D_MAP, box)
     by_hand = x * 1.0 + 0.0                              # unflipped: own text, own box (row start 0)
     by_hand += x * 2.0 + 0.5                             # rows flipped: row box (0, 0.5) -> (0.5, 1)
     by_hand += x * 3.0 + 0.0                             # columns flipped: rows unchanged
@@ -224,3 +245,23 @@ def test_test_time_mirroring_of_a_trained_model_uses_the_flipped_reports(ws, mod
             by_hand += torch.flip(original(torch.flip(x, dims)), dims)
         net.use_flipped_text(())
     torch.testing.assert_close(out, by_hand / 4)
+
+
+@pytest.mark.slow
+def test_the_predict_cli_refuses_a_prompt_file_with_another_word_map(ws, model, tmp_path):
+    """A prompt file whose "mirror" section differs from the model's would flip reports the model never saw."""
+    from nnunetv2_tevia.prompts.mirror_words import MirrorMap
+    from nnunetv2_tevia.prompts.prompt_file import PromptFile, save_prompts
+
+    root, env, pf = ws
+    other = str(tmp_path / "other_prompts.json")
+    save_prompts(PromptFile(path=other, cases=dict(pf.cases), classes=dict(pf.classes),
+                            mirror=MirrorMap.of({1: [("left", "right")]})))
+    proc = subprocess.run([_script("nnUNetv2_tevia_predict"), "-i", str(root / "raw" / NAME / "imagesTs"), "-o",
+                           str(tmp_path / "pred"), "-d", str(DS), "-c", "2d", "-f", "0", "-tr", TINY, "-device",
+                           "cpu", "--prompts", other, "--disable_progress_bar"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    err = proc.stderr + proc.stdout
+    assert "other_prompts.json" in err and "plans.json" in err and "word map differs" in err, err[-2000:]
+    assert not list((tmp_path / "pred").glob("*.png"))

@@ -94,8 +94,19 @@ def test_custom_map_and_other_languages():
     assert mirror_text("Läsion links oben", (0, 2), m) == "Läsion rechts unten"
     assert mirror_text("left lung", (0, 1, 2), m) == "left lung"  # this map has no English words
     # Built from lists, a map is normalised to tuples: hashable (mirror_text caches on it) and equal.
-    assert MirrorMap(axes=[(1, [["left", "right"]]), (0, [])]) == MirrorMap.of({1: [("left", "right")]})
+    assert MirrorMap(axes=[(1, [["left", "right"]]), (0, [])]) == MirrorMap.of({1: [("left", "right")], 0: []})
     assert mirror_text("Left", [1], MirrorMap(axes=[(1, [["left", "right"]])])) == "Right"
+
+
+def test_an_axis_without_words_may_be_flipped_and_changes_no_text():
+    """``"0": []`` says that no report names a direction along axis 0 (e.g. a volume's z for reports about the
+    in-plane quadrants): the axis is kept in the map, so the trainer mirrors it, and no variant changes a text."""
+    m = mirror_map_from_json({"axes": {"0": [], "1": [["upper", "lower"]], "2": [["left", "right"]]}}, "p.json", 3)
+    assert m.axis_indices == (0, 1, 2)
+    assert mirror_text("upper left", (0,), m) == "upper left"
+    assert mirror_text("upper left", (0, 2), m) == "upper right"
+    assert mirror_map_from_json(mirror_map_to_json(m), "p.json", 3) == m
+    assert mirror_map_to_json(m)["axes"]["0"] == []
 
 
 def test_mirror_map_rejects_bad_pairs_when_built_in_code():

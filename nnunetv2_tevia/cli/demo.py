@@ -22,6 +22,7 @@ from nnunetv2_tevia.errors import TeViAError
 from nnunetv2_tevia.demo.budget import DEMO_BATCH_SIZE, DEMO_EPOCHS, DEMO_ITERATIONS, EPOCHS_ENV, ITERATIONS_ENV
 
 TEVIA_TRAINER = "nnUNetTrainerTeViA_demoBudget"
+LOCATION_SAFE_TRAINER = "nnUNetTrainerTeViA_locationSafe_demoBudget"
 PLAIN_TRAINER = "nnUNetTrainer_demoBudget"
 # lines of nnU-Net's output worth showing while the demo runs; the rest goes to the step's log
 SHOWN = ("Epoch ", "Pseudo dice", "Epoch time", "alignment_loss", "Mean Validation Dice", "text cache", "Error",
@@ -30,8 +31,10 @@ SHOWN = ("Epoch ", "Pseudo dice", "Epoch time", "alignment_loss", "Mean Validati
 
 class Demo:
     def __init__(self, workdir: str, three_d: bool, num_train: int, num_test: int, seed: int, device: str,
-                 dataset_id: int, epochs: Optional[int], iterations: Optional[int]):
+                 dataset_id: int, epochs: Optional[int], iterations: Optional[int], location_safe: bool = False):
         self.workdir = os.path.abspath(workdir)
+        self.tevia = LOCATION_SAFE_TRAINER if location_safe else TEVIA_TRAINER
+        self.suffix = "_locationSafe" if location_safe else ""  # of the TeViA prediction folders and the summary
         self.three_d = three_d
         self.num_train, self.num_test, self.seed = num_train, num_test, seed
         self.dataset_id = dataset_id
@@ -134,13 +137,14 @@ class Demo:
 
         ending = ".nii.gz" if self.three_d else ".png"
         preds = os.path.join(self.workdir, "predictions")
-        swapped_row = f"{TEVIA_TRAINER} (reports swapped to the distractors)"
+        tevia, sfx = self.tevia, self.suffix
+        swapped_row = f"{tevia} (reports swapped to the distractors)"
         rows = {
-            TEVIA_TRAINER: (os.path.join(preds, "tevia"), "labelsTs"),
+            tevia: (os.path.join(preds, f"tevia{sfx}"), "labelsTs"),
             PLAIN_TRAINER: (os.path.join(preds, "nnunet"), "labelsTs"),
-            swapped_row: (os.path.join(preds, "tevia_swapped"), "labelsTs_swapped"),
-            f"{TEVIA_TRAINER} (swapped reports, vs the original targets)": (os.path.join(preds, "tevia_swapped"),
-                                                                             "labelsTs"),
+            swapped_row: (os.path.join(preds, f"tevia{sfx}_swapped"), "labelsTs_swapped"),
+            f"{tevia} (swapped reports, vs the original targets)": (os.path.join(preds, f"tevia{sfx}_swapped"),
+                                                                     "labelsTs"),
         }
         results = {}
         for name, (folder, labels) in rows.items():
@@ -152,21 +156,21 @@ class Demo:
             print(f"{name:{width}s} {r['mean']:18.4f}  {r['n']:5d}")
         overlays = os.path.join(self.workdir, "overlays")
         prompts = load_prompts(os.path.join(self.raw, "tevia_prompts.json"))
-        write_overlays(os.path.join(self.raw, "imagesTs"), os.path.join(self.raw, "labelsTs"), rows[TEVIA_TRAINER][0],
-                       prompts, os.path.join(overlays, "tevia"), max_cases=8, file_ending=ending)
+        write_overlays(os.path.join(self.raw, "imagesTs"), os.path.join(self.raw, "labelsTs"), rows[tevia][0],
+                       prompts, os.path.join(overlays, f"tevia{sfx}"), max_cases=8, file_ending=ending)
         write_overlays(os.path.join(self.raw, "imagesTs"), os.path.join(self.raw, "labelsTs"), rows[PLAIN_TRAINER][0],
                        prompts, os.path.join(overlays, "nnunet"), max_cases=8, file_ending=ending)
         swapped = load_prompts(os.path.join(self.raw, "tevia_prompts_swapped.json"))
         write_overlays(os.path.join(self.raw, "imagesTs"), os.path.join(self.raw, "labelsTs_swapped"),
                        rows[swapped_row][0], swapped,
-                       os.path.join(overlays, "tevia_swapped"), max_cases=8, file_ending=ending)
+                       os.path.join(overlays, f"tevia{sfx}_swapped"), max_cases=8, file_ending=ending)
         self.say(f"overlay PNGs (image, ground truth, prediction, report): {overlays}")
         summary = {
-            TEVIA_TRAINER: {"dice": results[TEVIA_TRAINER]["mean"],
-                            "dice_with_swapped_reports_vs_swapped_truth": results[swapped_row]["mean"],
-                            "dice_with_swapped_reports_vs_original_truth":
-                                results[f"{TEVIA_TRAINER} (swapped reports, vs the original targets)"]["mean"],
-                            "per_case": results[TEVIA_TRAINER]["per_case"]},
+            tevia: {"dice": results[tevia]["mean"],
+                    "dice_with_swapped_reports_vs_swapped_truth": results[swapped_row]["mean"],
+                    "dice_with_swapped_reports_vs_original_truth":
+                        results[f"{tevia} (swapped reports, vs the original targets)"]["mean"],
+                    "per_case": results[tevia]["per_case"]},
             PLAIN_TRAINER: {"dice": results[PLAIN_TRAINER]["mean"], "per_case": results[PLAIN_TRAINER]["per_case"]},
             "dice_convention": "mean over test cases of the per-case foreground Dice",
             "budget": {"epochs": int(self.env.get(EPOCHS_ENV, DEMO_EPOCHS)),
@@ -178,7 +182,7 @@ class Demo:
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                         "cpus": os.cpu_count(), "device": self.device},
         }
-        path = os.path.join(self.workdir, "demo_summary.json")
+        path = os.path.join(self.workdir, f"demo_summary{self.suffix}.json")
         with open(path, "w") as f:
             json.dump(summary, f, indent=2)
         return path
@@ -208,6 +212,12 @@ def demo_entry():
                         help=f"[OPTIONAL] Iterations per epoch of both trainings (default: {DEMO_ITERATIONS}).")
     parser.add_argument("-device", default=None, choices=["cpu", "cuda", "mps"],
                         help="[OPTIONAL] Training and inference device. Default: cuda if available, else cpu.")
+    parser.add_argument("--location-safe", action="store_true",
+                        help=f"[OPTIONAL] Train {LOCATION_SAFE_TRAINER} instead of {TEVIA_TRAINER}: no mirroring "
+                             f"(the default mirrors each image with its report's zone words swapped, in training "
+                             f"and at test time; docs/demo.md). Its predictions go to "
+                             f"predictions/tevia_locationSafe*, its table to demo_summary_locationSafe.json; plain "
+                             f"nnU-Net is trained once per workdir.")
     args = parser.parse_args()
     if args.num_train < 5 or args.num_test < 1:
         # nnU-Net's 5-fold split needs 5 training cases; the Dice table needs a test case
@@ -220,15 +230,15 @@ def demo_entry():
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     demo = Demo(args.workdir, args.three_d, args.num_train, args.num_test, args.seed, device, args.dataset_id,
-                args.epochs, args.iterations)
+                args.epochs, args.iterations, args.location_safe)
     demo.create_dataset()
     demo.preprocess()
-    demo.train(TEVIA_TRAINER)
+    demo.train(demo.tevia)
     demo.train(PLAIN_TRAINER)
     preds = os.path.join(demo.workdir, "predictions")
-    demo.predict(TEVIA_TRAINER, os.path.join(preds, "tevia"))
+    demo.predict(demo.tevia, os.path.join(preds, f"tevia{demo.suffix}"))
     demo.predict(PLAIN_TRAINER, os.path.join(preds, "nnunet"))
-    demo.predict(TEVIA_TRAINER, os.path.join(preds, "tevia_swapped"),
+    demo.predict(demo.tevia, os.path.join(preds, f"tevia{demo.suffix}_swapped"),
                  prompts=os.path.join(demo.raw, "tevia_prompts_swapped.json"))
     path = demo.report()
     print(path)

@@ -15,8 +15,8 @@ SimpleITK's ``GetArrayFromImage`` returns it) the zones are the quadrants of the
 jitter in z around the middle of the volume, so an axial slice near the middle shows all four.
 These are not patient directions (there is no patient).
 
-Note for training: nnU-Net's mirroring and large rotations move lesions to other zones while the report stays
-the same; TeViA's location-safe augmentation (no mirroring, +-15 degrees) keeps every lesion in its zone.
+Mirroring moves lesions to other zones: TeViA's default trainer does not mirror; the prompt file's ``"mirror"``
+section (report_templates.py) lets ``nnUNetTrainerTeViA_mirrorText`` swap the report's zone words with the image.
 
 Layout of the written dataset (an ordinary nnU-Net raw dataset plus three files):
 
@@ -43,7 +43,7 @@ import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, load_json, maybe_mkdir_p, subdirs
 from PIL import Image
 
-from nnunetv2_tevia.demo.report_templates import ZONES, format_report
+from nnunetv2_tevia.demo.report_templates import ZONES, demo_mirror_map, format_report
 from nnunetv2_tevia.io_utils import atomic_write_bytes, atomic_write_json
 from nnunetv2_tevia.prompts.prompt_file import PROMPTS_FILENAME, PromptFile, save_prompts
 
@@ -240,7 +240,7 @@ def generate_demo_dataset(raw_folder: Optional[str] = None, dataset_id: int = 99
         "converted_by": "nnunetv2_tevia.demo.generate_demo_dataset",
     })
     save_prompts(PromptFile(path=join(folder, PROMPTS_FILENAME), cases=reports,
-                            classes={"lesion": "the lesions named in the report"}))
+                            classes={"lesion": "the lesions named in the report"}, mirror=demo_mirror_map(three_d)))
     atomic_write_json(join(folder, METADATA_FILENAME), {
         "format": METADATA_FORMAT, "version": METADATA_VERSION, "seed": seed, "size": size, "three_d": bool(three_d),
         "file_ending": file_ending, "zones": list(ZONES),
@@ -284,9 +284,8 @@ def write_swapped_variant(dataset_folder: str, case_ids: Optional[list[str]] = N
     cases = meta["cases"]
     if case_ids is None:
         case_ids = sorted(c for c, v in cases.items() if v["split"] == "test")
-    unknown = [c for c in case_ids if c not in cases]
-    if unknown:
-        raise KeyError(f"case {unknown[0]} is not in {join(dataset_folder, METADATA_FILENAME)}")
+    for unknown in (c for c in case_ids if c not in cases):
+        raise KeyError(f"case {unknown} is not in {join(dataset_folder, METADATA_FILENAME)}")
     labels_folder = join(dataset_folder, SWAPPED_LABELS_FOLDER)
     maybe_mkdir_p(labels_folder)
     shape = (meta["size"],) * (3 if meta["three_d"] else 2)
@@ -296,5 +295,6 @@ def write_swapped_variant(dataset_folder: str, case_ids: Optional[list[str]] = N
         _write_case(None, render_mask(shape, cases[case_id]["lesions"], zones), case_id, None, labels_folder,
                     meta["three_d"])
     prompts_path = join(dataset_folder, SWAPPED_PROMPTS_FILENAME)
-    save_prompts(PromptFile(path=prompts_path, cases=texts, classes={"lesion": "the lesions named in the report"}))
+    save_prompts(PromptFile(path=prompts_path, cases=texts, classes={"lesion": "the lesions named in the report"},
+                            mirror=demo_mirror_map(meta["three_d"])))
     return {"prompts": prompts_path, "labels": labels_folder, "cases": list(case_ids)}

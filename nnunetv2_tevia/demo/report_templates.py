@@ -6,6 +6,8 @@ not the positions of tokens in a sentence.
 """
 import numpy as np
 
+from nnunetv2_tevia.prompts.mirror_words import MirrorMap, mirror_map_from_json
+
 # Zone order fixes the index used in the demo's metadata.
 ZONES = ("upper left", "upper right", "lower left", "lower right")
 _COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
@@ -72,3 +74,16 @@ def format_report(target_zones: list[str], rng: np.random.Generator) -> str:
     zones = [target_zones[i] for i in rng.permutation(len(target_zones))]
     template = _TEMPLATES[int(rng.integers(len(_TEMPLATES)))]
     return template(zones, _NOUNS[int(rng.integers(len(_NOUNS)))])
+
+
+def demo_mirror_section(three_d: bool) -> dict:
+    """The prompt file's ``"mirror"`` section: in 2D the English preset (rows: upper/lower, top/bottom; columns:
+    left/right); in 3D the same words on y and x, and z listed without words (no report names a z direction, so a
+    z flip changes no report)."""
+    if not three_d:
+        return {"preset": "2d"}
+    return {"axes": {"0": [], "1": [["upper", "lower"], ["top", "bottom"]], "2": [["left", "right"]]}}
+
+
+def demo_mirror_map(three_d: bool) -> MirrorMap:
+    return mirror_map_from_json(demo_mirror_section(three_d), "the demo's mirror section", 3 if three_d else 2)

@@ -55,7 +55,7 @@ def split_flipped(features: dict) -> tuple:
     return own, flipped
 
 
-def predict_with_flipped_texts(network, net, x: torch.Tensor, patch_axes: Sequence[int], offset: int,
+def predict_with_flipped_texts(network, net, x: torch.Tensor, patch_axes: Sequence[int], patch_to_map: Sequence[int],
                                mirror_map: MirrorMap, box: Optional[torch.Tensor]) -> torch.Tensor:
     """nnU-Net's test-time mirroring average, each flip predicted with its flipped report and mirrored box.
     ``network``: what to call (maybe compiled); ``net``: the TeViANetwork holding the texts."""
@@ -64,7 +64,7 @@ def predict_with_flipped_texts(network, net, x: torch.Tensor, patch_axes: Sequen
     try:
         for combo in combos:
             dims = [a + 2 for a in combo]
-            net.use_flipped_text(covered_map_axes(combo, offset, mirror_map.axis_indices))
+            net.use_flipped_text(covered_map_axes(combo, patch_to_map, mirror_map.axis_indices))
             if box is not None:
                 flipped = torch.zeros(box.shape[0], dtype=torch.bool)
                 flipped[list(combo)] = True

@@ -23,7 +23,7 @@ from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
 from nnunetv2_tevia.model.tevia_network import unwrap
 from nnunetv2_tevia.prompts.prompt_file import PromptFile
 from nnunetv2_tevia.text.cache import record_mismatches
-from nnunetv2_tevia.model.mirror_axes import axis_offset, covered_map_axes
+from nnunetv2_tevia.model.mirror_axes import covered_map_axes, patch_map_axes
 
 USER_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "nnunetv2_tevia", "text_cache")
 
@@ -53,7 +53,7 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         self.tevia_config: Optional[TeViAConfig] = None
         self._features: Dict[str, TextFeatures] = {}
         self._flipped: Dict[str, Dict[tuple, TextFeatures]] = {}  # mirrorText models: case -> flip -> features
-        self.mirror_map, self.mirror_offset, self._model_folder = None, 0, "the model folder"
+        self.mirror_map, self.patch_to_map, self._model_folder = None, (), "the model folder"
         self._feature_texts: Dict[str, str] = {}  # the report each case's features were embedded from
         self._case_of_ofile: Dict[str, str] = {}
         self._sequential_cases: Optional[deque] = None
@@ -84,7 +84,7 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
     def _setup_mirror(self) -> None:
         """A mirrorText model's word map (plans.json): its test-time flips are predicted with flipped reports."""
         self.mirror_map = model_mirror_map(self.plans_manager.plans[PLANS_KEY], f"{self._model_folder}/plans.json")
-        self.mirror_offset = axis_offset(self.plans_manager.plans, len(self.configuration_manager.patch_size))
+        self.patch_to_map = patch_map_axes(self.plans_manager.plans, len(self.configuration_manager.patch_size))
 
     def _check_folds_agree(self, folder, use_folds, checkpoint_name):
         """Folds trained on another encoder would load (same shapes) and give garbage: refuse them."""
@@ -115,7 +115,7 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         """Embed ``{case id: report}`` with the model's encoder (cached) and keep the features for prediction;
         for a mirrorText model also the flipped reports of the cases in ``mirrored`` (default: all)."""
         device = self.device if self.device.type == "cuda" else None
-        axes = covered_map_axes(self.allowed_mirroring_axes or (), self.mirror_offset, self.mirror_map.axis_indices) \
+        axes = covered_map_axes(self.allowed_mirroring_axes or (), self.patch_to_map, self.mirror_map.axis_indices) \
             if self.mirror_map is not None and self.use_mirroring else ()
         flips = flipped_texts({k: t for k, t in texts.items() if mirrored is None or k in mirrored},
                               self.mirror_map, axes) if axes else {}
@@ -229,7 +229,7 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         axes = self.allowed_mirroring_axes if self.use_mirroring else None
         if self.mirror_map is None or not axes:
             return super()._internal_maybe_mirror_and_predict(x)
-        return predict_with_flipped_texts(self.network, unwrap(self.network), x, axes, self.mirror_offset,
+        return predict_with_flipped_texts(self.network, unwrap(self.network), x, axes, self.patch_to_map,
                                           self.mirror_map, box)
 
     def _write_attention_maps(self, data: torch.Tensor) -> None:

@@ -32,8 +32,10 @@ _EXAMPLE = '{"preset": "2d"} or {"axes": {"1": [["left", "right"]]}}'
 class MirrorMap:
     """Per spatial image axis, the word pairs that swap when that axis is flipped.
 
-    ``axes`` is ``((axis, ((word, partner), ...)), ...)`` sorted by axis. An axis is an index in nnU-Net's axis order
-    of the preprocessed image (after the plans' ``transpose_forward``), spatial axes only: 0..1 for 2D, 0..2 for 3D.
+    ``axes`` is ``((axis, ((word, partner), ...)), ...)`` sorted by axis. An axis is a spatial axis of the image as
+    nnU-Net's reader returns it from the file (before the plans' ``transpose_forward``): 0..1 for 2D (row, column),
+    0..2 for 3D (SimpleITK's z, y, x for NIfTI); model/mirror_axes.py translates. An axis listed with no pairs
+    may be flipped and changes no word (no report names a direction along it).
     Words are lower case; matching ignores case. ``preset`` names the preset the map was built on (None if none), so
     that saving writes ``{"preset": ...}`` back instead of the expanded word list.
     """
@@ -44,7 +46,7 @@ class MirrorMap:
     def __post_init__(self):
         # Normalised to sorted tuples, so that a map built from lists is hashable and compares equal.
         object.__setattr__(self, "axes", tuple(sorted((int(axis), tuple((a, b) for a, b in pairs))
-                                                      for axis, pairs in self.axes if pairs)))
+                                                      for axis, pairs in self.axes)))
         problems = _pair_problems([(axis, a, b, f"axis {axis}") for axis, pairs in self.axes for a, b in pairs],
                                   "MirrorMap")
         if problems:
@@ -52,7 +54,7 @@ class MirrorMap:
 
     @classmethod
     def of(cls, axes: dict, preset: Optional[str] = None) -> "MirrorMap":
-        """Build from ``{axis: [(word, partner), ...]}``; axes without pairs are dropped."""
+        """Build from ``{axis: [(word, partner), ...]}``; an axis with an empty list flips without changing words."""
         return cls(tuple(axes.items()), preset)
 
     @property
@@ -220,7 +222,7 @@ def mirror_problems(obj, path, ndim: Optional[int] = None) -> list:
     for key, pairs in axes.items():
         if not _AXIS_KEY.fullmatch(key) or int(key) >= n_axes:
             problems.append(f"{where}: axis {key!r} is not a spatial axis index: use \"0\" ... \"{n_axes - 1}\" "
-                            f"(nnU-Net's axis order of the preprocessed image)")
+                            f"(the image's axes as read from the file: row, column for 2D; z, y, x for NIfTI)")
             continue
         if not isinstance(pairs, list):
             problems.append(f"{where}: axis {key!r} holds {_json_type(pairs)}, not a list of word pairs: write e.g. "
@@ -255,7 +257,7 @@ def mirror_map_to_json(mirror_map: MirrorMap) -> dict:
     extra = {}
     for axis, pairs in mirror_map.axes:
         kept = [list(p) for p in pairs if "preset" not in out or (axis, p) not in base]
-        if kept:
+        if kept or not pairs:
             extra[str(axis)] = kept
     if extra or not out:
         out["axes"] = extra

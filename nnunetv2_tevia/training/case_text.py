@@ -21,7 +21,7 @@ class CaseTextTable:
         self.masks = torch.from_numpy(masks)         # (R, L) bool
         self.rows = rows                             # case id -> row; cases without a report -> NO_REPORT_ROW
         self.flip_rows: Dict[Tuple[str, tuple], int] = {}  # (case id, flipped map axes) -> row of its flipped report
-        self.flip_offset, self.flip_map_axes = 0, ()
+        self.flip_patch_to_map, self.flip_map_axes = (), ()
 
     @classmethod
     def from_cache(cls, cache, case_ids: Iterable[str], no_report_allowed: bool, dataset: str,
@@ -55,9 +55,10 @@ class CaseTextTable:
         self.masks = self.masks.to(device)
         return self
 
-    def add_mirror_rows(self, cache, map_axes: Sequence[int], offset: int) -> None:
+    def add_mirror_rows(self, cache, map_axes: Sequence[int], patch_to_map: Sequence[int]) -> None:
         """Rows of each case's flipped reports (those that differ from its own; text/cache/mirror.py). Cases on
-        the no-report row keep it whatever the flip. ``offset``: map axis = patch axis + offset."""
+        the no-report row keep it whatever the flip. ``patch_to_map``: each patch axis's map axis
+        (model/mirror_axes.patch_map_axes)."""
         feats, masks = [], []
         for k, row in self.rows.items():
             if row == NO_REPORT_ROW:
@@ -71,7 +72,7 @@ class CaseTextTable:
             device = self.features.device
             self.features = torch.cat((self.features, torch.from_numpy(np.stack(feats)).to(device)))
             self.masks = torch.cat((self.masks, torch.from_numpy(np.stack(masks)).to(device)))
-        self.flip_offset, self.flip_map_axes = offset, tuple(map_axes)
+        self.flip_patch_to_map, self.flip_map_axes = tuple(patch_to_map), tuple(map_axes)
 
     def row_indices(self, keys: Sequence[str], mirror_axes=None) -> List[int]:
         """Each key's row; with ``mirror_axes`` (bool (B, patch ndim), batch['mirror_axes']), the row of the report
@@ -83,7 +84,7 @@ class CaseTextTable:
                                  f"re-run nnUNetv2_tevia_prompts embed for this dataset") from None
         if mirror_axes is None or not self.flip_rows:
             return rows
-        flips = sample_flips(mirror_axes, self.flip_offset, self.flip_map_axes)
+        flips = sample_flips(mirror_axes, self.flip_patch_to_map, self.flip_map_axes)
         return [self.flip_rows.get((k, f), r) for k, f, r in zip(keys, flips, rows)]
 
     def lookup(self, rows: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:

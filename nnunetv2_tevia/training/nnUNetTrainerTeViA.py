@@ -28,16 +28,17 @@ from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable
 from nnunetv2_tevia.training.checkpoints import TeViACheckpoints
 from nnunetv2_tevia.training.location_safe_augmentation import location_safe_rotation
 from nnunetv2_tevia.training.optimizer import PolyLRGroupScheduler, build_optimizer
-from nnunetv2_tevia.training.patch_position import PatchBoxLoader
+from nnunetv2_tevia.training.mirror_text import MirrorBoxLoader, RecordingMirrorTransform
 from nnunetv2_tevia.training.prototype_updates import activate_prototypes, prototype_inputs, update_prototypes
 from nnunetv2_tevia.training.tevia_logger import TeViALocalLogger
 from nnunetv2_tevia.training.text_aware_dataset import with_load_case_callback
+from nnunetv2_tevia.training.text_mirroring import TextMirroring
 
 ALLOW_NO_REPORT_ENV = "NNUNETV2_TEVIA_ALLOW_NO_REPORT"
 
 
-class nnUNetTrainerTeViA(TeViACheckpoints, nnUNetTrainer):
-    data_loader_class = PatchBoxLoader  # nnU-Net's loader plus batch['patch_box'] (mirrorText: + 'mirror_axes')
+class nnUNetTrainerTeViA(TextMirroring, TeViACheckpoints, nnUNetTrainer):
+    data_loader_class = MirrorBoxLoader  # nnU-Net's loader plus batch['patch_box'] and batch['mirror_axes']
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -63,9 +64,13 @@ class nnUNetTrainerTeViA(TeViACheckpoints, nnUNetTrainer):
         self.use_patch_position = True
         self.text_dropout = 0.0          # probability of training a case on the no-report text
         # Reports name sides and zones; mirroring and large rotations would pair a flipped image with
-        # unflipped text. False restores nnU-Net's full augmentation and test-time mirroring.
+        # unflipped text. False restores nnU-Net's full augmentation and test-time mirroring (_fullDA).
         self.location_safe_augmentation = True
         self.max_rotation_degrees = 15.0
+        # Mirror on the axes of the prompt file's "mirror" word map, flipping each report's words with its image
+        # (text_mirroring.py); without a map, or with False (_locationSafe), images are not mirrored.
+        self.mirror_text = True
+        self.mirror_map = None  # the text cache's word map, set in initialize()
 
         self.text_table: Optional[CaseTextTable] = None
         self.logger.local_logger = TeViALocalLogger()
@@ -152,6 +157,8 @@ class nnUNetTrainerTeViA(TeViACheckpoints, nnUNetTrainer):
         self.print_to_log_file(f"TeViA text: {cache.encoder_id} ({cache.revision}), {cache.max_tokens} tokens x "
                                f"{cache.dim} dims, {config.design} design, {num_stages} guided stages with slots "
                                f"{config.slots}; cache {cache.folder}")
+        if self.mirror_text and self.location_safe_augmentation:
+            self._setup_text_mirroring(cache)
 
     # ------------------------------------------------------------------ optimizer
     def configure_optimizers(self):
@@ -169,10 +176,11 @@ class nnUNetTrainerTeViA(TeViACheckpoints, nnUNetTrainer):
             return rotation, dummy_2d, initial_patch_size, mirror_axes
         rotation, initial_patch_size = location_safe_rotation(rotation, dummy_2d, self.configuration_manager.patch_size,
                                                               self.max_rotation_degrees)
-        self.inference_allowed_mirroring_axes = None
-        self.print_to_log_file(f"TeViA location-safe augmentation: no mirroring, rotation within "
-                               f"+-{self.max_rotation_degrees} degrees")
-        return rotation, dummy_2d, initial_patch_size, None
+        axes = self._text_mirror_axes()
+        self.inference_allowed_mirroring_axes = axes or None
+        self.print_to_log_file(f"TeViA augmentation: rotation within +-{self.max_rotation_degrees} degrees, " + (
+            f"mirroring patch axes {axes} with the reports' words" if axes else "no mirroring"))
+        return rotation, dummy_2d, initial_patch_size, axes or None
 
     # ------------------------------------------------------------------ text per batch
     def _batch_text(self, keys, training: bool, mirror_axes=None):
@@ -181,10 +189,6 @@ class nnUNetTrainerTeViA(TeViACheckpoints, nnUNetTrainer):
             drop = np.random.random_sample(len(rows)) < self.text_dropout
             rows = [NO_REPORT_ROW if d else r for r, d in zip(rows, drop)]
         return self.text_table.lookup(rows)
-
-    def _set_case_text(self, case_id: str) -> None:
-        features, mask = self.text_table.lookup(self.text_table.row_indices([case_id]))
-        unwrap(self.network).set_text(features, mask)
 
     # ------------------------------------------------------------------ steps
     def train_step(self, batch: dict) -> dict:
@@ -247,9 +251,11 @@ class nnUNetTrainerTeViA(TeViACheckpoints, nnUNetTrainer):
             net.clear_patch_box()
 
     def get_dataloaders(self):
-        """nnU-Net's loaders, with each patch's position in its image (``batch['patch_box']``): nnU-Net builds them
-        by name inside this method and starts their workers at once, so the name is swapped for the call."""
-        with mock.patch.object(trainer_module, "nnUNetDataLoader", self.data_loader_class):
+        """nnU-Net's loaders, with each patch's position in its image (``batch['patch_box']``) and the axes its
+        mirroring flipped (``batch['mirror_axes']``): nnU-Net builds them by name inside this method and starts
+        their workers at once, so the names are swapped for the call."""
+        with mock.patch.object(trainer_module, "nnUNetDataLoader", self.data_loader_class), \
+                mock.patch.object(trainer_module, "MirrorTransform", RecordingMirrorTransform):
             return super().get_dataloaders()
 
     def on_train_epoch_end(self, train_outputs: List[dict]):

@@ -23,6 +23,8 @@ from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 from nnunetv2_tevia.training.variants.ablations import (nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
                                                         nnUNetTrainerTeViA_noText)
 from nnunetv2_tevia.training.variants.augmentation import nnUNetTrainerTeViA_fullDA
+from nnunetv2_tevia.training.variants.mirror_text import (nnUNetTrainerTeViA_locationSafe,
+                                                          nnUNetTrainerTeViA_mirrorText)
 from nnunetv2_tevia.training.variants.reference import nnUNetTrainerTeViA_reference
 from nnunetv2_tevia.training.variants.snapshots import SnapshotMixin
 from nnunetv2_tevia.training.variants.text_dropout import nnUNetTrainerTeViA_textDropout
@@ -44,7 +46,8 @@ BUDGETS = ("cpuBudget", "gpuBudget", "gpuShortBudget")
 __all__ = [f"{base.__name__}_{budget}" for base in (nnUNetTrainer, nnUNetTrainerTeViA, nnUNetTrainerTeViA_noText,
                                                       nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
                                                       nnUNetTrainerTeViA_textDropout, nnUNetTrainerTeViA_fullDA,
-                                                      nnUNetTrainerTeViA_reference)
+                                                      nnUNetTrainerTeViA_reference, nnUNetTrainerTeViA_mirrorText,
+                                                      nnUNetTrainerTeViA_locationSafe)
            for budget in BUDGETS]
 
 
@@ -191,4 +194,28 @@ class nnUNetTrainerTeViA_fullDA_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeV
 
 
 class nnUNetTrainerTeViA_reference_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_reference):
+    pass
+
+
+class nnUNetTrainerTeViA_mirrorText_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_mirrorText):
+    pass
+
+
+class nnUNetTrainerTeViA_mirrorText_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_mirrorText):
+    pass
+
+
+class nnUNetTrainerTeViA_mirrorText_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_mirrorText):
+    pass
+
+
+class nnUNetTrainerTeViA_locationSafe_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_locationSafe):
+    pass
+
+
+class nnUNetTrainerTeViA_locationSafe_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_locationSafe):
+    pass
+
+
+class nnUNetTrainerTeViA_locationSafe_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_locationSafe):
     pass

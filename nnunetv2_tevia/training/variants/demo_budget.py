@@ -14,6 +14,8 @@ from nnunetv2_tevia.training.variants.snapshots import SnapshotMixin
 from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 from nnunetv2_tevia.training.variants.ablations import (nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noPatchPosition,
                                                         nnUNetTrainerTeViA_noProto, nnUNetTrainerTeViA_noText)
+from nnunetv2_tevia.training.variants.mirror_text import (nnUNetTrainerTeViA_locationSafe,
+                                                          nnUNetTrainerTeViA_mirrorText)
 from nnunetv2_tevia.training.variants.reference import nnUNetTrainerTeViA_reference
 from nnunetv2_tevia.training.variants.text_dropout import nnUNetTrainerTeViA_textDropout
 
@@ -66,3 +68,11 @@ class nnUNetTrainerTeViA_noText_demoBudget(_DemoBudget, nnUNetTrainerTeViA_noTex
 
 class nnUNetTrainerTeViA_noPatchPosition_demoBudget(_DemoBudget, nnUNetTrainerTeViA_noPatchPosition):
     pass
+
+
+class nnUNetTrainerTeViA_mirrorText_demoBudget(_DemoBudget, nnUNetTrainerTeViA_mirrorText):
+    """The demo budget with text-consistent mirroring (issue 13): the quadrant words flip with the image."""
+
+
+class nnUNetTrainerTeViA_locationSafe_demoBudget(_DemoBudget, nnUNetTrainerTeViA_locationSafe):
+    """The demo budget without mirroring (the demo's default before issue 13)."""

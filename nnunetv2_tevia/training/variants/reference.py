@@ -16,3 +16,4 @@ class nnUNetTrainerTeViA_reference(nnUNetTrainerTeViA):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.tevia_design = "reference"
         self.text_optimizer = None
+        self.mirror_text = False  # the reference code does not mirror
