@@ -347,6 +347,19 @@ def test_cli_exits_2_with_one_line_when_nothing_matches(tmp_path, monkeypatch, c
     assert "5 image(s) without a row" in err
 
 
+def test_cli_mirror_writes_the_word_map_and_no_flag_writes_none(tmp_path, monkeypatch):
+    from nnunetv2_tevia.cli.convert import convert_entry
+    from nnunetv2_tevia.prompts.mirror_words import DEFAULT_2D_MAP
+
+    _kvasir_like(tmp_path / "src")
+    for flag, dataset_id in (["--mirror", "2d"], 11), ([], 12):
+        monkeypatch.setattr(sys, "argv", ["nnUNetv2_tevia_convert", "-i", str(tmp_path / "src"), "-d", str(dataset_id),
+                                          "-n", "K", "-o", str(tmp_path / "raw"), "--no-progress", "-np", "1", *flag])
+        convert_entry()
+        pf = load_prompts(tmp_path / "raw" / f"Dataset0{dataset_id}_K" / PROMPTS_FILENAME)
+        assert pf.mirror == (DEFAULT_2D_MAP if flag else None)
+
+
 def test_unknown_folder_is_explained(tmp_path):
     (tmp_path / "src" / "pictures").mkdir(parents=True)
     with pytest.raises(ConversionError, match="found neither"):

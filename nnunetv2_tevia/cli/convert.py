@@ -71,6 +71,11 @@ def convert_entry():
                         help="[OPTIONAL] Convert at most this many cases per split (quick looks, tests).")
     parser.add_argument("-np", dest="num_processes", type=int, default=None,
                         help="[OPTIONAL] Worker processes. Default: number of CPU cores, at most 8.")
+    parser.add_argument("--mirror", choices=("2d",), default=None,
+                        help="[OPTIONAL] Write the word map \"mirror\": {\"preset\": \"2d\"} into the prompt file, so "
+                             "that nnUNetTrainerTeViA mirrors each image with its report's left/right, upper/lower "
+                             "words swapped: for images without a fixed orientation (endoscopy, skin); leave it "
+                             "out for chest radiographs (docs/prompt_format.md, Mirror word maps). Default: no map.")
     parser.add_argument("--no-progress", action="store_true", help="[OPTIONAL] Hide the progress bar.")
     args = parser.parse_args()
 
@@ -79,7 +84,7 @@ def convert_entry():
         overwrite=args.overwrite, label_name=args.label_name, test_split_into=args.test_split_into,
         id_column=args.id_column, text_column=args.text_column, channels=args.channels,
         keep_images_without_text=args.keep_images_without_text, limit=args.limit,
-        num_processes=args.num_processes, progress=not args.no_progress)
+        num_processes=args.num_processes, progress=not args.no_progress, mirror_preset=args.mirror)
     print(format_report(report))
     sys.stdout.flush()
 

@@ -13,6 +13,7 @@ from nnunetv2_tevia.convert.layouts import SourceSplit, detect_layout
 from nnunetv2_tevia.convert.pairing import CaseSource, pair_layout
 from nnunetv2_tevia.errors import ConversionError
 from nnunetv2_tevia.io_utils import atomic_write_json
+from nnunetv2_tevia.prompts.mirror_words import mirror_map_from_json
 from nnunetv2_tevia.prompts.prompt_file import PROMPTS_FILENAME, PromptFile, save_prompts
 
 TEST_SPLIT_CHOICES = ("skip", "imagesTs")
@@ -146,8 +147,10 @@ def convert_dataset(source_dir: str, dataset_id: int, name: str, *, output_root:
                     size: int | None = None, overwrite: bool = False, label_name: str = "lesion",
                     test_split_into: str = "skip", id_column: str | None = None, text_column: str | None = None,
                     channels: str = "auto", keep_images_without_text: bool = False, limit: int | None = None,
-                    num_processes: int | None = None, progress: bool = True) -> ConversionReport:
-    """Convert ``source_dir`` into ``<nnUNet_raw or output_root>/DatasetXXX_<name>`` (see docs/convert.md)."""
+                    num_processes: int | None = None, progress: bool = True,
+                    mirror_preset: str | None = None) -> ConversionReport:
+    """Convert ``source_dir`` into ``<nnUNet_raw or output_root>/DatasetXXX_<name>`` (see docs/convert.md).
+    ``mirror_preset`` ("2d") writes the prompt file's word map, with which TeViA mirrors images and reports."""
     if not 1 <= int(dataset_id) <= 999:
         raise ConversionError(f"dataset id {dataset_id} is outside 1..999, the range nnU-Net names as DatasetXXX")
     if not _DATASET_NAME.match(name or ""):
@@ -245,7 +248,8 @@ def convert_dataset(source_dir: str, dataset_id: int, name: str, *, output_root:
                               "splits": {s.name: {"destination": s.destination, "cases": s.converted}
                                          for s in summaries}})
         texts = {cid: c.text for (c, _), cid in zip(selected, case_ids) if c.text is not None}
-        save_prompts(PromptFile(path=None, cases=texts), os.path.join(tmp, PROMPTS_FILENAME))
+        mirror = mirror_map_from_json({"preset": mirror_preset}, "--mirror", 2) if mirror_preset else None
+        save_prompts(PromptFile(path=None, cases=texts, mirror=mirror), os.path.join(tmp, PROMPTS_FILENAME))
         atomic_write_json(os.path.join(tmp, SOURCES_FILENAME), {
             "source": layout.root,
             "cases": {cid: {"split": c.split.name, "folder": d, "image": os.path.relpath(c.image, layout.root),
