@@ -20,7 +20,7 @@ class CaseTextTable:
         self.features = torch.from_numpy(features)   # (R, L, D) float16
         self.masks = torch.from_numpy(masks)         # (R, L) bool
         self.rows = rows                             # case id -> row; cases without a report -> NO_REPORT_ROW
-        self.flip_rows: Dict[Tuple[str, tuple], int] = {}  # (case id, flipped map axes) -> row of its flipped report
+        self.flip_rows: Dict[str, Dict[tuple, int]] = {}  # case id -> flipped map axes -> row of its flipped report
         self.flip_patch_to_map, self.flip_map_axes = (), ()
 
     @classmethod
@@ -65,7 +65,7 @@ class CaseTextTable:
                 continue
             for key in cache.mirror_flips(k):
                 f, m = cache.mirrored_features(k, parse_flip_key(key))
-                self.flip_rows[(k, parse_flip_key(key))] = len(self.features) + len(feats)
+                self.flip_rows.setdefault(k, {})[parse_flip_key(key)] = len(self.features) + len(feats)
                 feats.append(f)
                 masks.append(m)
         if feats:
@@ -85,7 +85,7 @@ class CaseTextTable:
         if mirror_axes is None or not self.flip_rows:
             return rows
         flips = sample_flips(mirror_axes, self.flip_patch_to_map, self.flip_map_axes)
-        return [self.flip_rows.get((k, f), r) for k, f, r in zip(keys, flips, rows)]
+        return [self.flip_rows.get(k, {}).get(f, r) for k, f, r in zip(keys, flips, rows)]
 
     def lookup(self, rows: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(rows, device=self.features.device, dtype=torch.long)

@@ -65,4 +65,5 @@ def sample_flips(mirror_axes: Optional[torch.Tensor], patch_to_map: Sequence[int
     """Per sample, the flipped axes that the word map covers, as map axes (what selects the text variant)."""
     if mirror_axes is None:
         return []
-    return [covered_map_axes(torch.nonzero(row).flatten().tolist(), patch_to_map, map_axes) for row in mirror_axes.cpu()]
+    return [covered_map_axes(torch.nonzero(row).flatten().tolist(), patch_to_map, map_axes)
+            for row in mirror_axes.cpu()]

@@ -50,5 +50,5 @@ class TextMirroring:
         table = self.text_table
         row = table.row_indices([case_id])[0]
         flipped = {combo: (table.features[r].float(), table.masks[r])
-                   for (k, combo), r in table.flip_rows.items() if k == case_id}
+                   for combo, r in table.flip_rows.get(case_id, {}).items()}
         unwrap(self.network).set_text(table.features[row].float(), table.masks[row], flipped)
