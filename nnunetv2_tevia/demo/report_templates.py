@@ -67,13 +67,65 @@ _TEMPLATES = (_template_0, _template_1, _template_2, _template_3, _template_4, _
 _NOUNS = ("lesion", "nodule")
 
 
-def format_report(target_zones: list[str], rng: np.random.Generator) -> str:
-    """Report text naming ``target_zones`` (1 to 3 entries of ZONES), phrasing and order drawn from ``rng``."""
+# Wordings that no training report, no paraphrase list and no preset (prompts/paraphrase.py) uses, in two
+# disjoint sets: "validation" for design choices, "held-out" only for reporting. Each set changes both the
+# location words and the sentence shapes. tests/test_demo_generator.py checks that their words stay out of
+# training and out of the presets.
+def _split(zone: str) -> tuple:
+    vertical, horizontal = zone.split()
+    return vertical, horizontal
+
+
+def _val_reversed(zones, rng):  # "Left top and right bottom are marked."
+    places = [f"{h} {'top' if v == 'upper' else 'bottom'}" for v, h in map(_split, zones)]
+    text = _join_and(places)
+    return f"{text[0].upper()}{text[1:]} {'is' if len(zones) == 1 else 'are'} marked."
+
+
+def _val_high_low(zones, rng):  # "The findings lie high on the left and low on the right."
+    places = [f"{'high' if v == 'upper' else 'low'} on the {h}" for v, h in map(_split, zones)]
+    return f"The {'finding lies' if len(zones) == 1 else 'findings lie'} {_join_and(places)}."
+
+
+def _val_corner(zones, rng):  # "Outline the upper-left corner and the lower-right corner."
+    return "Outline " + _join_and([f"the {_zone_phrase(z, 'hyphen')} corner" for z in zones]) + "."
+
+
+def _held_above_below(zones, rng):  # "Abnormalities seen above on the left and below on the right."
+    places = [f"{'above' if v == 'upper' else 'below'} on the {h}" for v, h in map(_split, zones)]
+    return f"{'Abnormality' if len(zones) == 1 else 'Abnormalities'} seen {_join_and(places)}."
+
+
+def _held_half_side(zones, rng):  # "Please delineate: upper half, left side; lower half, right side."
+    return "Please delineate: " + "; ".join(f"{v} half, {h} side" for v, h in map(_split, zones)) + "."
+
+
+def _held_hand(zones, rng):  # "Report: 2 suspicious spots, in the top left-hand and bottom right-hand parts."
+    n = len(zones)
+    places = [f"{_zone_phrase(v, 'topbottom')} {h}-hand" for v, h in map(_split, zones)]
+    return f"Report: {n} suspicious {_plural(n, 'spot')}, in the {_join_and(places)} {_plural(n, 'part')}."
+
+
+WORDINGS = {
+    "training": _TEMPLATES,
+    "validation": (_val_reversed, _val_high_low, _val_corner),
+    "held-out": (_held_above_below, _held_half_side, _held_hand),
+}
+
+
+def format_report(target_zones: list[str], rng: np.random.Generator, wording: str = "training") -> str:
+    """Report text naming ``target_zones`` (1 to 3 entries of ZONES), phrasing and order drawn from ``rng``.
+    ``wording``: a key of WORDINGS; only "training" wordings are ever used to train."""
     if not 1 <= len(target_zones) <= 3 or any(z not in ZONES for z in target_zones):
         raise ValueError(f"target_zones must be 1 to 3 of {ZONES}, got {target_zones}")
+    if wording not in WORDINGS:
+        raise ValueError(f"unknown wording {wording!r}; known: {', '.join(WORDINGS)}")
     zones = [target_zones[i] for i in rng.permutation(len(target_zones))]
-    template = _TEMPLATES[int(rng.integers(len(_TEMPLATES)))]
-    return template(zones, _NOUNS[int(rng.integers(len(_NOUNS)))])
+    templates = WORDINGS[wording]
+    template = templates[int(rng.integers(len(templates)))]
+    if wording == "training":
+        return template(zones, _NOUNS[int(rng.integers(len(_NOUNS)))])
+    return template(zones, rng)
 
 
 def demo_mirror_section(three_d: bool) -> dict:
