@@ -107,3 +107,91 @@ def test_plan_and_preprocess_checks_prompts_first_then_embeds(dataset, bert):
 
     cache = load_active_cache(904)
     assert cache.case_ids == sorted(TEXTS) and cache.max_tokens == 16 and cache.encoder_id == "hf:tiny-bert"
+
+
+# ------------------------------------------------------------------------------------------- one writer per cache
+def _embed_args(bert, prompts):
+    return ["embed", "-d", "904", "-e", f"hf:{bert}", "--max-tokens", "16", "--no-progress", "--prompts", str(prompts)]
+
+
+def _prompt_files(folder, tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    save_prompts(PromptFile(path=None, cases=dict(TEXTS)), a)
+    save_prompts(PromptFile(path=None, cases=dict(TEXTS, img_b="no finding.")), b)
+    return a, b
+
+
+def _manifest(pre) -> dict:
+    from nnunetv2_tevia.text.cache import load_active_cache
+
+    return load_active_cache(904).manifest
+
+
+def test_second_embed_refuses_while_the_first_writes(dataset, bert, tmp_path):
+    """Two concurrent embeds of different prompt files: the second refuses, naming the first; the cache ends as the
+    last command that reported success left it."""
+    import signal
+    import time
+
+    from nnunetv2_tevia.text.cache.lock import LOCK_FILE, lock_holder
+
+    folder, pre, env = dataset
+    a, b = _prompt_files(folder, tmp_path)
+    root = pre / "Dataset904_Pp" / "tevia_text_cache"
+    cmd = _script("nnUNetv2_tevia_prompts") or [sys.executable, "-m", "nnunetv2_tevia.cli.prompts_cli"]
+    first = subprocess.Popen(cmd + _embed_args(bert, a), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while first.poll() is None and time.monotonic() < deadline and lock_holder(str(root)) is None:
+            time.sleep(0.01)
+        os.kill(first.pid, signal.SIGSTOP)  # hold it inside its write, however fast the machine is
+        holder = lock_holder(str(root))
+        assert holder is not None and holder["pid"] == first.pid, f"{root / LOCK_FILE}: {holder}"
+        second = subprocess.run(cmd + _embed_args(bert, b), env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+    line = [x for x in second.stderr.splitlines() if x.startswith("error:")][0]
+    assert str(root) in line and f"pid {first.pid}" in line and "embed" in line
+    assert _manifest(pre)["prompt_file"] == str(a)
+    # once the first has finished, the second runs, and its cache is the one that stays
+    again = subprocess.run(cmd + _embed_args(bert, b), env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert _manifest(pre)["prompt_file"] == str(b)
+
+
+def test_lock_of_a_dead_process_is_not_in_the_way(dataset, bert, tmp_path):
+    from nnunetv2_tevia.cli.prompts_cli import prompts_entry
+    from nnunetv2_tevia.text.cache.lock import LOCK_FILE
+
+    folder, pre, env = dataset
+    a, _ = _prompt_files(folder, tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    root = pre / "Dataset904_Pp" / "tevia_text_cache"
+    root.mkdir(parents=True)
+    (root / LOCK_FILE).write_text(json.dumps({"pid": int(dead.stdout), "command": "nnUNetv2_tevia_prompts embed"}))
+    prompts_entry(_embed_args(bert, a))
+    assert _manifest(pre)["prompt_file"] == str(a)
+
+
+def test_every_repair_command_names_the_prompt_file(dataset, bert, tmp_path):
+    """After an interrupted embed of --prompts FILE, the printed repair command must embed FILE again, not the
+    dataset's default prompt file."""
+    from nnunetv2_tevia.cli.prompts_cli import prompts_entry
+    from nnunetv2_tevia.errors import TextCacheError
+    from nnunetv2_tevia.text.cache import MANIFEST, load_active_cache
+
+    folder, pre, env = dataset
+    a, _ = _prompt_files(folder, tmp_path)
+    prompts_entry(_embed_args(bert, a))
+    path = os.path.join(load_active_cache(904).folder, MANIFEST)
+    manifest = json.loads(open(path).read())
+    manifest["complete"] = False  # as a kill mid-way leaves it
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(TextCacheError, match="interrupted") as e:
+        load_active_cache(904)
+    assert f"--prompts {a}" in str(e.value)

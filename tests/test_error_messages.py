@@ -44,6 +44,7 @@ def ws(tmp_path_factory):
     fold0 = root / "results" / DATASET / TRAINER_FOLDER / "fold_0"
     fold0.mkdir(parents=True)
     (fold0 / "checkpoint_final.pth").write_bytes(b"placeholder")
+    (fold0.parent / "dataset.json").write_text((raw / "dataset.json").read_text())
     env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
                nnUNet_results=str(root / "results"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                nnUNet_compile="false", nnUNet_def_n_proc="1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
@@ -282,3 +283,81 @@ def test_every_entry_point_turns_user_errors_into_one_line(script):
     entry = getattr(importlib.import_module(module), func)
     assert getattr(entry, "__code__", None) is exit_on_user_error(lambda: None).__code__, \
         f"{name} ({target}) is not decorated with exit_on_user_error"
+
+
+# ------------------------------------------------------------------------------------------- issue 20
+def test_init_force_on_a_directory(ws):
+    folder = ws["root"] / "a_folder"
+    folder.mkdir(exist_ok=True)
+    assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "init", "-d", DATASET, "--prompts", folder, "--force"),
+                      folder, "is a directory", "--prompts")
+    assert folder.is_dir()
+
+
+@pytest.mark.parametrize("command", ["validate", "embed"])
+def test_prompt_path_that_is_a_directory_says_so(ws, command):
+    folder = ws["root"] / "a_folder"
+    folder.mkdir(exist_ok=True)
+    line = assert_user_error(run(ws, "nnUNetv2_tevia_prompts", command, "-d", DATASET, "--prompts", folder),
+                             folder, "is a directory")
+    assert "does not exist" not in line
+
+
+@pytest.mark.parametrize("value", ["\x00\x00\x00", "\x01\x1f\x7f", " \x00\t"])
+def test_report_of_control_characters_only_names_the_case(ws, value):
+    # with a "default", a whitespace-only text is a placeholder; a text of control characters is an error anyway
+    path = bad_prompts(ws, f"control_{len(value)}_{ord(value[1])}.json",
+                       dict(with_case(ws, "case_b", value), default="No report."))
+    assert_user_error(run(ws, "nnUNetv2_tevia_prompts", "embed", "-d", DATASET, "--prompts", path),
+                      path, "'case_b'", "control characters")
+
+
+def test_validate_says_what_embed_does_with_unknown_case_ids(ws):
+    path = bad_prompts(ws, "ghost_embedded.json", with_case(ws, "ghost_2", "Lesion in the right lung."))
+    checked = run(ws, "nnUNetv2_tevia_prompts", "validate", "-d", DATASET, "--prompts", path)
+    assert checked.returncode == 0, checked.stderr
+    (warning,) = [x for x in checked.stderr.splitlines() if "ghost_2" in x]
+    assert "embedded" in warning and "ignored" not in warning
+    embedded = run(ws, "nnUNetv2_tevia_prompts", "embed", "-d", DATASET, "--prompts", path, "--no-progress")
+    assert embedded.returncode == 0, embedded.stderr
+    folder = next(p for p in (ws["root"] / "pre" / DATASET / "tevia_text_cache").iterdir() if p.is_dir())
+    assert "ghost_2" in json.loads((folder / "manifest.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("command", ["validate", "embed"])
+def test_mirror_axis_the_images_do_not_have(ws, command):
+    doc = dict(ws["prompts"], mirror={"axes": {"1": [["left", "right"]], "2": [["upper", "lower"]]}})
+    path = bad_prompts(ws, "mirror_axis_2.json", doc)
+    p = run(ws, "nnUNetv2_tevia_prompts", command, "-d", DATASET, "--prompts", path)
+    assert p.returncode in (1, 2) and "Traceback" not in p.stderr, p.stderr
+    (line,) = [x for x in p.stderr.splitlines() if x.startswith("error:")]
+    assert str(path) in line and "axis '2'" in line and "2D" in line
+
+
+def _exits_outside_entry_points(path: Path) -> list:
+    """``sys.exit(...)`` / ``raise SystemExit`` outside a ``*_entry`` function of a module."""
+    found = []
+
+    def visit(node, entry):
+        for child in ast.iter_child_nodes(node):
+            inside = entry or (isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+                               and child.name.endswith("_entry"))
+            exits = (isinstance(child, ast.Raise) and child.exc is not None
+                     and "SystemExit" in ast.unparse(child.exc).split("(")[0]) or \
+                (isinstance(child, ast.Call) and ast.unparse(child.func) in ("sys.exit", "exit", "quit", "os._exit"))
+            if exits and not inside:
+                found.append(f"{path.relative_to(REPO)}:{child.lineno}")
+            visit(child, inside)
+
+    visit(ast.parse(path.read_text()), False)
+    return found
+
+
+def test_library_code_raises_errors_and_only_entry_points_exit():
+    """Library code raises the project's errors (nnunetv2_tevia/errors.py); only the console scripts' *_entry
+    functions, through cli/_common.exit_on_user_error, turn them into an exit status. (cli/demo.py and demo/ are
+    checked where the demo is.)"""
+    package = REPO / "nnunetv2_tevia"
+    skip = {package / "cli" / "_common.py", package / "cli" / "demo.py"}
+    files = [p for p in package.rglob("*.py") if p not in skip and (package / "demo") not in p.parents]
+    assert [hit for p in files for hit in _exits_outside_entry_points(p)] == []

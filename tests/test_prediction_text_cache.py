@@ -65,7 +65,7 @@ def test_a_new_text_loads_the_encoder(config, tmp_path):
 def test_corrupt_text_file_is_recomputed(config, tmp_path):
     root = str(tmp_path / "cache")
     first = embed_for_model(TEXTS_1, config, root, progress=False)
-    (folder,) = [os.path.join(root, d) for d in os.listdir(root)]
+    (folder,) = [os.path.join(root, d) for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
     victim = sorted(os.listdir(os.path.join(folder, TEXTS)))[0]
     with open(os.path.join(folder, TEXTS, victim), "wb") as f:
         f.write(b"not an npz")
@@ -78,7 +78,7 @@ def test_corrupt_text_file_is_recomputed(config, tmp_path):
 def test_cache_of_another_encoder_is_not_trusted(config, tmp_path):
     root = str(tmp_path / "cache")
     embed_for_model(TEXTS_1, config, root, progress=False)
-    (folder,) = [os.path.join(root, d) for d in os.listdir(root)]
+    (folder,) = [os.path.join(root, d) for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
     path = os.path.join(folder, MANIFEST)
     with open(path) as f:
         manifest = json.load(f)

@@ -100,14 +100,16 @@ def _run_stats(args) -> int:
 def _run_embed(args) -> int:
     pf = load_checked_prompts(args.dataset, args.prompts)  # before importing torch: a typo fails in a second
     from nnunetv2_tevia.text.cache import dataset_cache_root
+    from nnunetv2_tevia.text.cache.lock import cache_lock
     from nnunetv2_tevia.text.embed import embed_prompts
 
     root = dataset_cache_root(args.dataset)
-    encoder = _load_encoder(args)
-    t0 = time.perf_counter()
-    cache = embed_prompts(pf, root, encoder, args.max_tokens, batch_size=args.batch_size,
-                          progress=not args.no_progress)
-    seconds = time.perf_counter() - t0
+    with cache_lock(root):  # taken before the encoder loads: a second embed is refused at once
+        encoder = _load_encoder(args)
+        t0 = time.perf_counter()
+        cache = embed_prompts(pf, root, encoder, args.max_tokens, batch_size=args.batch_size,
+                              progress=not args.no_progress)
+        seconds = time.perf_counter() - t0
     run, trunc = cache.manifest["last_run"], cache.manifest["truncation"]
     rate = (f"{run['cases'] / seconds:.0f} prompts/s, {run['computed_texts'] / seconds:.0f} computed texts/s"
             if run["computed_texts"] else "nothing to compute")

@@ -66,10 +66,13 @@ def plan_and_preprocess_entry(argv=None):
     run_nnunet_plan_and_preprocess([_dataset_id(d) for d in args.datasets], passthrough)
 
     from nnunetv2_tevia.text.cache import dataset_cache_root
+    from nnunetv2_tevia.text.cache.lock import cache_lock
     from nnunetv2_tevia.text.embed import embed_prompts
 
     for d, pf in prompt_files.items():
-        cache = embed_prompts(pf, dataset_cache_root(d), encoder, args.max_tokens, batch_size=args.embed_batch_size)
+        with cache_lock(dataset_cache_root(d)):
+            cache = embed_prompts(pf, dataset_cache_root(d), encoder, args.max_tokens,
+                                  batch_size=args.embed_batch_size)
         trunc = cache.manifest["truncation"]
         print(f"{d}: text cache {cache.folder}: {len(cache.case_ids)} case(s), {trunc['distinct_texts']} distinct "
               f"text(s), {trunc['truncated_cases']} case(s) truncated at {trunc['max_tokens']} tokens")

@@ -1,7 +1,9 @@
 """``nnUNetv2_tevia_predict``: ``nnUNetv2_predict`` with each case's report."""
 import argparse
+import json
 import multiprocessing
 import os
+import re
 
 import torch
 
@@ -39,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--save_probabilities', action='store_true',
                    help='[OPTIONAL] Also export probabilities (.npz), needed for ensembling.')
     p.add_argument('--continue_prediction', action='store_true',
-                   help='[OPTIONAL] Continue an aborted prediction: keep files already written.')
+                   help='[OPTIONAL] Continue an aborted prediction: keep the outputs made from the same report '
+                        'by the same model and settings (recorded in OUTPUT/.tevia_predictions), predict the rest.')
     p.add_argument('-chk', type=str, default='checkpoint_final.pth',
                    help='[OPTIONAL] Checkpoint name. Default: checkpoint_final.pth')
     p.add_argument('-npp', type=int, default=_default_processes('nnUNet_npp'),
@@ -61,10 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
                         '$nnUNet_raw/DatasetXXX_Name/tevia_prompts.json')
     p.add_argument('--allow-missing-text', action='store_true',
                    help='[OPTIONAL] Predict cases without a report on the model\'s no-report text instead of '
-                        'stopping. Without it, such a case is an error unless the prompt file has a "default".')
+                        'stopping. Without it, such a case is an error unless the prompt file has a "default"; '
+                        'a prompt file that names none of the input cases (another dataset\'s?) is an error even '
+                        'with a "default".')
     p.add_argument('--text-cache', type=str, default=None,
                    help='[OPTIONAL] Folder for the text embeddings. When it already holds every text to predict, '
-                        'the encoder is not loaded. Default: OUTPUT/.tevia_text_cache')
+                        'the encoder is not loaded. A dataset\'s training cache (written by nnUNetv2_tevia_prompts '
+                        'embed) is only read: what it lacks goes to OUTPUT/.tevia_text_cache. '
+                        'Default: OUTPUT/.tevia_text_cache')
     p.add_argument('--text-encoder', type=str, default=None,
                    help='[OPTIONAL] Where to load the model\'s text encoder from, if not where plans.json says '
                         '(e.g. hf:/local/copy). Its weights must be the ones the model was trained with.')
@@ -111,6 +118,44 @@ def checked_model_folder(dataset: str, trainer: str, plans: str, configuration: 
     return folder
 
 
+def model_file_ending(model_folder: str) -> str:
+    path = os.path.join(model_folder, "dataset.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)["file_ending"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TeViAError(f"{path} cannot be read ({type(e).__name__}): the model folder is incomplete; copy it "
+                         f"again from where it was trained") from None
+
+
+def checked_input_folder(folder: str, file_ending: str) -> None:
+    """Images nnU-Net would predict are there, each named CASE_XXXX.ext; else a TeViAError naming the file and fix
+    (nnU-Net itself would predict nothing and exit 0, or fail with an IndexError)."""
+    images = sorted(f for f in os.listdir(folder) if f.endswith(file_ending))
+    if not images:
+        raise TeViAError(f"input folder {folder} holds no image ending in {file_ending} (the file_ending of the "
+                         f"model's dataset.json): pass -i with the folder of CASE_0000{file_ending} images")
+    for f in images:
+        if not re.fullmatch(r".+_\d{4}" + re.escape(file_ending), f):
+            stem = f[:-len(file_ending)]
+            raise TeViAError(f"input file {os.path.join(folder, f)} has no channel suffix: nnU-Net reads "
+                             f"CASE_0000{file_ending} (channel 0, then _0001, ...): rename it to "
+                             f"{stem}_0000{file_ending}")
+
+
+def checked_checkpoints(model_folder: str, folds, checkpoint: str) -> None:
+    """Each fold's checkpoint opens (memory-mapped: nothing is read yet); a truncated or damaged file is a
+    TeViAError naming it instead of torch's traceback."""
+    for f in folds:
+        path = os.path.join(model_folder, f"fold_{f}", checkpoint)
+        try:
+            torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except Exception as e:  # zip, pickle and mmap errors all mean: not a whole checkpoint
+            raise TeViAError(f"{path} cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:120]}): it is "
+                             f"truncated or damaged (an interrupted copy or download, a full disk). Copy it again "
+                             f"from where it was trained, or pass -f without fold {f}") from None
+
+
 @exit_on_user_error
 def predict_entry():
     from nnunetv2_tevia.prompts.prompt_file import load_prompts, resolve_prompt_path
@@ -122,7 +167,11 @@ def predict_entry():
         parser.error("-part_id must be smaller than -num_parts (ids start at 0)")
     if not os.path.isdir(args.i):
         raise TeViAError(f"input folder {args.i} does not exist: pass -i with the folder of CASE_0000.ext images")
+    if os.path.exists(args.o) and not os.path.isdir(args.o):
+        raise TeViAError(f"-o {args.o} is a file, not a folder: pass -o with an output folder (it is created if "
+                         f"missing)")
     model_folder = checked_model_folder(args.d, args.tr, args.p, args.c, folds, args.chk)
+    checked_input_folder(args.i, model_file_ending(model_folder))
     if args.device == 'cpu':
         torch.set_num_threads(multiprocessing.cpu_count())
     elif args.device == 'cuda':
@@ -131,10 +180,11 @@ def predict_entry():
     device = torch.device(args.device)
 
     prompt_path = resolve_prompt_path(args.d, args.prompts)
-    prompts = load_prompts(prompt_path) if os.path.isfile(prompt_path) else None
+    prompts = load_prompts(prompt_path) if os.path.exists(prompt_path) else None  # a directory: load_prompts says so
     if prompts is None and not args.allow_missing_text:
         raise PromptFileError(f"no prompt file at {prompt_path}: pass --prompts FILE with the input cases' "
                               f"reports, or --allow-missing-text to predict on the model's no-report text")
+    checked_checkpoints(model_folder, folds, args.chk)
 
     # imported after the argument checks: it pulls in all of nnU-Net's network code
     from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor

@@ -4,12 +4,13 @@ The model's plans.json records the encoder (spec, id, revision), max tokens and 
 with; prediction embeds with exactly that encoder, into a cache beside the output (or a folder of the
 user's), so nothing from ``nnUNet_preprocessed`` is needed.
 """
+import json
 import os
 from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
-from nnunetv2_tevia.errors import EncoderError, MissingTextError
+from nnunetv2_tevia.errors import EncoderError, MissingTextError, TextCacheError
 from nnunetv2_tevia.model.config import TeViAConfig
 from nnunetv2_tevia.prompts.prompt_file import PromptFile
 
@@ -17,10 +18,18 @@ TextFeatures = Tuple[np.ndarray, np.ndarray]
 
 
 def texts_for_cases(pf: Optional[PromptFile], case_ids: Iterable[str], model_no_report_text: str,
-                    allow_missing_text: bool) -> Dict[str, str]:
+                    allow_missing_text: bool, inputs: str = "the input") -> Dict[str, str]:
     """Each case's report; the prompt file's no-report text (or, with ``allow_missing_text``, the model's)
-    for cases without one. A case with neither is an error naming every such case."""
+    for cases without one. A case with neither is an error naming every such case, and so is a prompt file that
+    names none of the cases (``inputs``: where they come from), unless ``allow_missing_text`` asks for that."""
     cases = pf.cases if pf is not None else {}
+    case_ids = list(case_ids)
+    if pf is not None and case_ids and not allow_missing_text and not any(k in cases for k in case_ids):
+        shown = ", ".join(case_ids[:3]) + (" ..." if len(case_ids) > 3 else "")
+        raise MissingTextError(
+            f"none of the {len(case_ids)} case(s) in {inputs} ({shown}) is in the prompt file {pf.path}: is it the "
+            f"prompt file of another dataset? Pass --prompts with these cases' reports, or --allow-missing-text to "
+            f"predict every case on the no-report text on purpose")
     # only an explicit "default" of the prompt file stands in for a missing report; otherwise the model's own
     # no-report text (the one it was trained with), and only when the user asked for it
     fallback = pf.default if pf is not None and pf.default else ""
@@ -45,6 +54,25 @@ def texts_for_cases(pf: Optional[PromptFile], case_ids: Iterable[str], model_no_
     return texts
 
 
+def training_cache_prompt_file(cache_root: str) -> Optional[str]:
+    """The prompt file a dataset's text cache was embedded from, when ``cache_root`` (a cache root, or one encoder's
+    folder in it) is one; None for prediction's own caches, which record none. ``nnUNetv2_tevia_prompts embed``
+    records its prompt file in every manifest; prediction embeds bare texts."""
+    from nnunetv2_tevia.text.cache import MANIFEST
+
+    root = os.path.abspath(cache_root)
+    folders = [root] + ([os.path.join(root, d) for d in sorted(os.listdir(root))] if os.path.isdir(root) else [])
+    for folder in folders:
+        try:
+            with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
+                prompt_file = json.load(f).get("prompt_file")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if prompt_file:
+            return prompt_file
+    return None
+
+
 def cached_features(texts: Dict[str, str], record: dict, cache_root: str) -> Optional[Dict[str, TextFeatures]]:
     """Every text's features from an earlier run's cache for the encoder ``record`` describes, or None as soon
     as one is missing or unreadable (or the cache was made by another encoder).
@@ -55,11 +83,13 @@ def cached_features(texts: Dict[str, str], record: dict, cache_root: str) -> Opt
     ones a fresh embedding would return, and the encoder is not loaded at all.
     """
     from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
-    from nnunetv2_tevia.text.cache import TextCache, cache_slug, load_text_npz, record_mismatches
+    from nnunetv2_tevia.text.cache import MANIFEST, TextCache, cache_slug, load_text_npz, record_mismatches
 
+    root = os.path.abspath(cache_root)
+    folder = root if os.path.isfile(os.path.join(root, MANIFEST)) else \
+        os.path.join(root, cache_slug(record["encoder_id"], record["revision"], record["max_tokens"]))
     try:
-        cache = TextCache.open(os.path.join(os.path.abspath(cache_root),
-                                            cache_slug(record["encoder_id"], record["revision"], record["max_tokens"])))
+        cache = TextCache.open(folder)
         if record_mismatches(cache.encoder_record(), record):
             return None
         fallback = no_report_text(PromptFile(path=None, cases=dict(texts)))
@@ -74,14 +104,17 @@ def cached_features(texts: Dict[str, str], record: dict, cache_root: str) -> Opt
 
 
 def embed_for_model(texts: Dict[str, str], config: TeViAConfig, cache_root: str, *, encoder_spec: Optional[str] = None,
-                    device=None, trust_remote_code: bool = False, progress: bool = True) -> Dict[str, TextFeatures]:
+                    device=None, trust_remote_code: bool = False, progress: bool = True,
+                    own_cache_root: Optional[str] = None) -> Dict[str, TextFeatures]:
     """Embed with the encoder the model was trained with. ``encoder_spec`` may point elsewhere (the model was
     trained on another machine with ``-e hf:/their/folder``); the weights must still be the same.
 
     When the cache already holds every text for that encoder, nothing is loaded: predicting a folder again,
     or on a machine without the encoder's weights but with the cache, costs no encoder start-up.
+    A dataset's training cache is only read, never written: what it lacks is embedded into ``own_cache_root``.
     """
     from nnunetv2_tevia.text.cache import record_mismatches
+    from nnunetv2_tevia.text.cache.lock import cache_lock
     from nnunetv2_tevia.text.embed import embed_prompts
     from nnunetv2_tevia.text.encoders import load_encoder
 
@@ -89,6 +122,17 @@ def embed_for_model(texts: Dict[str, str], config: TeViAConfig, cache_root: str,
     found = cached_features(texts, record, cache_root)
     if found is not None:
         return found
+    prompt_file = training_cache_prompt_file(cache_root)
+    if prompt_file:
+        if not own_cache_root or os.path.abspath(own_cache_root) == os.path.abspath(cache_root):
+            raise TextCacheError(f"{cache_root} is the training cache of {prompt_file}, which prediction never "
+                                 f"writes, and it lacks texts to predict: pass another text cache folder")
+        print(f"--text-cache {cache_root} is the training cache of {prompt_file}: prediction only reads it "
+              f"(read-only); the texts it lacks are embedded into {own_cache_root}")
+        cache_root = own_cache_root
+        found = cached_features(texts, record, cache_root)
+        if found is not None:
+            return found
     spec = encoder_spec or record["encoder_spec"]
     encoder = load_encoder(spec, clip_pretrained=record.get("clip_pretrained"),
                            trust_remote_code=trust_remote_code, device=device)
@@ -99,6 +143,7 @@ def embed_for_model(texts: Dict[str, str], config: TeViAConfig, cache_root: str,
             f"{record.get('revision')}, dim {record.get('dim')}), but {spec!r} loads {encoder.encoder_id} "
             f"(revision {encoder.revision}, dim {encoder.dim}); they differ in {', '.join(diffs)}. Point "
             f"--text-encoder at a copy of the exact encoder the model was trained with")
-    cache = embed_prompts(PromptFile(path=None, cases=dict(texts)), os.path.abspath(cache_root), encoder,
-                          max_tokens=config.text_tokens, mark_active=False, progress=progress)
+    with cache_lock(os.path.abspath(cache_root), wait=True):  # -num_parts runs share the output folder's cache
+        cache = embed_prompts(PromptFile(path=None, cases=dict(texts)), os.path.abspath(cache_root), encoder,
+                              max_tokens=config.text_tokens, mark_active=False, progress=progress)
     return {k: cache.features(k) if cache.has_case(k) else cache.no_report_features() for k in texts}

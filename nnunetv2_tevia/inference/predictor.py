@@ -18,6 +18,7 @@ from nnunetv2_tevia.inference.attention_maps import AttentionMapRecorder, save_a
 from nnunetv2_tevia.inference.case_texts import TextFeatures, embed_for_model, texts_for_cases
 from nnunetv2_tevia.inference.flipped_texts import (check_prompt_map, flipped_texts, model_mirror_map,
                                                     predict_with_flipped_texts, split_flipped)
+from nnunetv2_tevia.inference.prediction_records import cases_to_predict, model_fingerprint
 from nnunetv2_tevia.inference.tile_positions import tile_boxes
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
 from nnunetv2_tevia.model.tevia_network import unwrap
@@ -105,9 +106,7 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
                     f"predict with -f naming only matching folds")
 
     # ------------------------------------------------------------------ texts
-    def _cache_root(self, output_folder: Optional[str]) -> str:
-        if self.text_cache_folder:
-            return self.text_cache_folder
+    def _own_cache_root(self, output_folder: Optional[str]) -> str:
         return os.path.join(output_folder, ".tevia_text_cache") if output_folder else USER_CACHE
 
     def prepare_texts(self, texts: Dict[str, str], output_folder: Optional[str] = None,
@@ -120,8 +119,9 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         flips = flipped_texts({k: t for k, t in texts.items() if mirrored is None or k in mirrored},
                               self.mirror_map, axes) if axes else {}
         own, flipped = split_flipped(embed_for_model(
-            {**texts, **flips}, self.tevia_config, self._cache_root(output_folder), encoder_spec=self.text_encoder,
-            device=device, trust_remote_code=self.trust_remote_code, progress=self.allow_tqdm))
+            {**texts, **flips}, self.tevia_config, self.text_cache_folder or self._own_cache_root(output_folder),
+            own_cache_root=self._own_cache_root(output_folder), encoder_spec=self.text_encoder, device=device,
+            trust_remote_code=self.trust_remote_code, progress=self.allow_tqdm))
         self._features.update(own)
         self._flipped.update({k: flipped.get(k, {}) for k in texts})
         self._feature_texts.update(texts)
@@ -139,13 +139,20 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
                                        num_parts=1, save_probabilities=False):
         lists, ofiles, prev = super()._manage_input_and_output_lists(
             list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
-            folder_with_segs_from_prev_stage, overwrite, part_id, num_parts, save_probabilities)
+            folder_with_segs_from_prev_stage, True, part_id, num_parts, save_probabilities)  # overwrite: below
         case_ids = [case_id_from_file(files[0], self.dataset_json["file_ending"]) for files in lists]
         output_folder = output_folder_or_list_of_truncated_output_files \
             if isinstance(output_folder_or_list_of_truncated_output_files, str) else \
             (os.path.dirname(ofiles[0]) if ofiles else None)
         # every call reads the reports again: ``self.prompts`` may have changed since a case was last embedded
-        texts = texts_for_cases(self.prompts, case_ids, self.tevia_config.no_report_text, self.allow_missing_text)
+        source = list_of_lists_or_source_folder if isinstance(list_of_lists_or_source_folder, str) else "the input"
+        texts = texts_for_cases(self.prompts, case_ids, self.tevia_config.no_report_text, self.allow_missing_text,
+                                source)
+        if ofiles is not None:  # an output is kept only if this text and this model made it (prediction_records.py)
+            keep = cases_to_predict(ofiles, case_ids, texts, model_fingerprint(self), self.dataset_json["file_ending"],
+                                    save_probabilities, overwrite)
+            lists, ofiles, prev, case_ids = ([x[i] for i in keep] for x in (lists, ofiles, prev, case_ids))
+            texts = {k: texts[k] for k in case_ids}
         check_prompt_map(self.mirror_map, self.prompts, self._model_folder)
         todo = {k: t for k, t in texts.items() if self._feature_texts.get(k) != t}
         if todo:  # a case without its own report keeps the no-report text under every flip, as in training

@@ -116,3 +116,25 @@ def label_names(raw_folder: str) -> list:
         raise PromptFileError(f"{join(raw_folder, 'dataset.json')} has no \"labels\" object: add it, as nnU-Net "
                               f"requires")
     return [name for name, value in labels.items() if value not in (0, [0]) and name != "background"]
+
+
+def image_ndim(raw_folder: str):
+    """Spatial axes of the dataset's images as nnU-Net reads them (2 for PNG and BMP, else the first image's
+    header), or None when no image can tell (none there, or unreadable)."""
+    ending = _file_ending(raw_folder, load_dataset_json(raw_folder))
+    if ending.lower() in (".png", ".bmp"):  # nnU-Net's NaturalImage2DIO: always 2D
+        return 2
+    for sub in ("imagesTr", "imagesTs"):
+        folder = join(raw_folder, sub)
+        first = sorted(subfiles(folder, suffix="_0000" + ending, join=True)) if isdir(folder) else []
+        if first:
+            try:
+                import SimpleITK as sitk
+
+                reader = sitk.ImageFileReader()
+                reader.SetFileName(first[0])
+                reader.ReadImageInformation()  # the header only
+                return 3 if reader.GetDimension() >= 3 else 2
+            except Exception:  # not a format SimpleITK reads: the check is left to training
+                return None
+    return None

@@ -94,9 +94,21 @@ def decode_utf8(raw: bytes, what: str, fix: str) -> str:
                               f"(line {line}): {fix}") from None
 
 
+def check_not_a_directory(path: str) -> None:
+    if os.path.isdir(path):
+        raise PromptFileError(f"prompt file {path} is a directory: pass --prompts with the JSON file's own path "
+                              f"(e.g. {os.path.join(path, PROMPTS_FILENAME)})")
+
+
+def _only_control_characters(text: str) -> bool:
+    # a binary export or a broken encoding leaves NULs and control codes; whitespace-only texts are placeholders
+    return bool(text.strip()) and not any(ch.isprintable() and not ch.isspace() for ch in text)
+
+
 def read_prompt_document(path: str):
     """Read and parse the JSON (size, UTF-8, syntax, top-level object). Field checks are separate."""
     path = os.fspath(path)
+    check_not_a_directory(path)
     if not os.path.isfile(path):
         raise PromptFileError(f"prompt file {path} does not exist: create it with "
                               f"`nnUNetv2_tevia_prompts init -d <dataset>` or point --prompts at the right file")
@@ -194,6 +206,9 @@ def document_problems(doc: dict, path: str, *, allow_empty: bool = False) -> lis
         elif not isinstance(text, str):
             problems.append(f"{path}: case {cid!r}: text is {_type_name(text)}, not a string: write the report "
                             f"in quotes")
+        elif _only_control_characters(text):
+            problems.append(f"{path}: case {cid!r}: text holds only control characters ({text[:8]!r}), not a "
+                            f"report: write its report, or \"\" for the no-report text")
         elif not text.strip():
             if not allow_empty and not fallback:
                 problems.append(f"{path}: case {cid!r} has no text: write its report there, or set \"default\" "

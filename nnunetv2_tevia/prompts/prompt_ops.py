@@ -4,10 +4,12 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from nnunetv2_tevia.errors import PromptFileError
-from nnunetv2_tevia.prompts.dataset_cases import dataset_folder, label_names, test_case_ids, training_case_ids
-from nnunetv2_tevia.prompts.prompt_file import (PromptFile, document_problems, load_prompts, no_report_text,
-                                                prompts_from_document, read_prompt_document, resolve_prompt_path,
-                                                save_prompts)
+from nnunetv2_tevia.prompts.dataset_cases import (dataset_folder, image_ndim, label_names, test_case_ids,
+                                                  training_case_ids)
+from nnunetv2_tevia.prompts.mirror_words import mirror_problems
+from nnunetv2_tevia.prompts.prompt_file import (PromptFile, check_not_a_directory, document_problems, load_prompts,
+                                                no_report_text, prompts_from_document, read_prompt_document,
+                                                resolve_prompt_path, save_prompts)
 from nnunetv2_tevia.prompts.tables import match_key_to_case, read_text_table
 
 
@@ -35,6 +37,7 @@ class InitResult:
 def init_prompts(dataset, prompts: Optional[str] = None, force: bool = False) -> InitResult:
     raw = dataset_folder(dataset)
     path = resolve_prompt_path(raw, prompts)
+    check_not_a_directory(path)
     if os.path.exists(path) and not force:
         raise PromptFileError(f"prompt file {path} already exists: edit it, merge a table into it with "
                               f"`nnUNetv2_tevia_prompts import`, or pass --force to replace it with an empty template")
@@ -69,6 +72,7 @@ def import_table(dataset, table: str, id_column: str = "Image", text_column: str
     """
     raw = dataset_folder(dataset)
     path = resolve_prompt_path(raw, prompts)
+    check_not_a_directory(path)
     train_ids, test_ids = training_case_ids(raw), test_case_ids(raw)
     case_ids = set(train_ids) | set(test_ids)
     rows = read_text_table(table, id_column, text_column)
@@ -142,6 +146,9 @@ def validate_prompts(dataset, prompts: Optional[str] = None, strict: bool = Fals
     report = ValidationReport(path=path)
     doc = read_prompt_document(path)
     report.errors.extend(document_problems(doc, path, allow_empty=False))
+    if "mirror" in doc:  # the axes the images really have, which the file alone cannot tell
+        known = set(report.errors)
+        report.errors.extend(p for p in mirror_problems(doc["mirror"], path, image_ndim(raw)) if p not in known)
     # Dataset-level checks still run on a file with field errors, on whatever part of it is well-formed.
     cases = doc.get("cases") if isinstance(doc.get("cases"), dict) else {}
     classes = doc.get("classes") if isinstance(doc.get("classes"), dict) else {}
@@ -182,7 +189,8 @@ def validate_prompts(dataset, prompts: Optional[str] = None, strict: bool = Fals
                                  f"or remove the entry")
     elif unknown:
         report.warnings.append(f"{path}: {len(unknown)} case id(s) are not images of imagesTr or imagesTs "
-                               f"(ignored; --strict makes this an error): {shorten(unknown)}")
+                               f"(their texts are embedded all the same, but training does not use them; --strict "
+                               f"makes this an error): {shorten(unknown)}")
 
     known_labels = set(label_names(raw))
     unknown_classes = [c for c in classes if c not in known_labels]

@@ -25,15 +25,31 @@ def _list_caches(root: str) -> List[str]:
     return sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, MANIFEST)))
 
 
+def recorded_prompt_file(root: str) -> Optional[str]:
+    """The prompt file the caches in ``root`` were embedded from (the newest manifest's), for repair commands."""
+    found = []
+    for slug in _list_caches(root):
+        try:
+            manifest = read_json(os.path.join(root, slug, MANIFEST), "")
+        except (FileNotFoundError, TextCacheError):
+            continue
+        if isinstance(manifest, dict) and manifest.get("prompt_file"):
+            found.append((str(manifest.get("updated")), manifest["prompt_file"]))
+    return max(found)[1] if found else None
+
+
+def _repair(root: str, record: Optional[dict] = None) -> str:
+    return embed_command(os.path.basename(os.path.dirname(root)), record, recorded_prompt_file(root))
+
+
 def read_active(root: str) -> Optional[str]:
     path = os.path.join(root, ACTIVE)
     try:
-        doc = read_json(path, embed_command(os.path.basename(os.path.dirname(root))))
+        doc = read_json(path, _repair(root))
     except FileNotFoundError:
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("active"), str):
-        raise TextCacheError(f"{path} does not name an active cache: re-run "
-                             f"{embed_command(os.path.basename(os.path.dirname(root)))}, which rewrites it")
+        raise TextCacheError(f"{path} does not name an active cache: re-run {_repair(root)}, which rewrites it")
     return doc["active"]
 
 
@@ -56,13 +72,12 @@ def load_active_cache(dataset_name_or_id) -> TextCache:
     if active is None:
         if len(caches) > 1:
             raise TextCacheError(f"{root} holds several text caches ({', '.join(caches)}) and {ACTIVE} names none: "
-                                 f"re-run {embed_command(dataset_name_or_id)} with the -e you want; it marks "
-                                 f"that one active")
+                                 f"re-run {_repair(root)} with the -e you want; it marks that one active")
         active = caches[0]
     folder = os.path.join(root, active)
     if not os.path.isdir(folder):
         raise TextCacheError(f"{os.path.join(root, ACTIVE)} names {active!r}, which does not exist in {root}: run "
-                             f"{embed_command(dataset_name_or_id)}")
+                             f"{_repair(root)}")
     return _open_complete(folder)
 
 
@@ -81,4 +96,4 @@ def load_cache_for_record(dataset_name_or_id, record: dict) -> TextCache:
         if cache.complete and not record_mismatches(cache.encoder_record(), record):
             return cache
     raise TextCacheError(f"no complete text cache in {root} was made by {describe_record(record)}: run "
-                         f"{embed_command(dataset_name_or_id, record)}")
+                         f"{_repair(root, record)}")

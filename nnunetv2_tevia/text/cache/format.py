@@ -30,8 +30,9 @@ def cache_slug(encoder_id: str, revision: str, max_tokens: int) -> str:
     return f"{safe[:80]}_{text_sha256(revision)[:8]}_L{int(max_tokens)}"
 
 
-def embed_command(dataset: str, record: Optional[dict] = None) -> str:
-    """The command that (re)builds a cache, for error messages."""
+def embed_command(dataset: str, record: Optional[dict] = None, prompts: Optional[str] = None) -> str:
+    """The command that (re)builds a cache, for error messages. ``prompts``: the prompt file it was embedded from
+    (the manifest's), so that the repair embeds that file, not the dataset's default one."""
     cmd = f"nnUNetv2_tevia_prompts embed -d {dataset}"
     if record:
         cmd += f" -e {record.get('encoder_spec') or 'default'}"
@@ -39,6 +40,8 @@ def embed_command(dataset: str, record: Optional[dict] = None) -> str:
             cmd += f" --clip-pretrained {record['clip_pretrained']}"
         if record.get("max_tokens"):
             cmd += f" --max-tokens {record['max_tokens']}"
+    if prompts:
+        cmd += f" --prompts {prompts}"
     return f"`{cmd}`"
 
 
@@ -94,7 +97,7 @@ class TextCache:
         return _dataset_of(self.folder)
 
     def fix_command(self) -> str:
-        return embed_command(self.dataset, self.encoder_record())
+        return embed_command(self.dataset, self.encoder_record(), self.manifest.get("prompt_file"))
 
     @classmethod
     def open(cls, folder: str) -> "TextCache":
