@@ -323,8 +323,12 @@ def time_inference(trainer, cases: int, device: str, sync) -> Optional[float]:
     """Sliding-window prediction of preprocessed training cases, mirroring off; median seconds per case."""
     if cases <= 0:
         return None
+    from contextlib import nullcontext
+
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    from nnunetv2_tevia.model.tevia_network import unwrap
 
     trainer.set_deep_supervision_enabled(False)
     trainer.network.eval()
@@ -338,11 +342,14 @@ def time_inference(trainer, cases: int, device: str, sync) -> Optional[float]:
     seconds = []
     for i, key in enumerate(keys):
         data = torch.from_numpy(np.ascontiguousarray(dataset.load_case(key)[0][:]))
-        if hasattr(trainer, "text_table"):
-            trainer._set_case_text(key)
+        scope = nullcontext()
+        if hasattr(trainer, "text_table"):  # nnU-Net's own predictor calls network(x): the case's text around it
+            text = trainer._validation_text(key)
+            scope = unwrap(trainer.network).case_text(text.features, text.mask)
         sync()
         start = time.perf_counter()
-        predictor.predict_sliding_window_return_logits(data)
+        with scope:
+            predictor.predict_sliding_window_return_logits(data)
         sync()
         if i > 0:  # the first case pays for allocations and kernel selection
             seconds.append(time.perf_counter() - start)

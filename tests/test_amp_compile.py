@@ -65,8 +65,8 @@ def test_compiled_network_follows_the_current_case_text():
         eager = [net(x, t, m)[0] for t, m in ((t1, m1), (t2, m2))]
         outs = []
         for t, m in ((t1, m1), (t2, m2), (t1, m1)):
-            net.set_text(t, m)
-            outs.append(compiled(x)[0])
+            with net.case_text(t, m):
+                outs.append(compiled(x)[0])
         passed = compiled(x, t2, m2)[0]
     assert not torch.allclose(eager[0], eager[1])  # the two texts do give different outputs
     assert torch.allclose(outs[0], eager[0], atol=1e-4) and torch.allclose(outs[1], eager[1], atol=1e-4)

@@ -16,7 +16,8 @@ from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-from nnunetv2_tevia.inference.flipped_texts import predict_with_flipped_texts
+from nnunetv2_tevia.inference.flipped_texts import CaseText, forward_inputs, mirrored_prediction
+from nnunetv2_tevia.inference.tile_positions import TILE_BOX
 from nnunetv2_tevia.model.mirror_axes import mirror_boxes, mirrorable_patch_axes, patch_map_axes
 from nnunetv2_tevia.model.tevia_network import unwrap
 from nnunetv2_tevia.prompts.mirror_words import DEFAULT_2D_MAP, mirror_text
@@ -82,36 +83,31 @@ def test_loader_records_each_samples_flips_and_mirrors_its_box():
 
 
 class _SpyNet:
-    """Stands in for the network: output = input * (first feature of the current text) + box start."""
+    """Stands in for the network: output = input * (first feature of its text) + its box's start on axis 0."""
 
-    def __init__(self, texts):
-        self.texts, self.text, self.box, self.calls = texts, texts[()], None, []
+    def __init__(self):
+        self.calls = []
 
-    def use_flipped_text(self, combo):
-        self.text = self.texts.get(tuple(combo), self.texts[()])
-
-    def set_patch_box(self, box):
-        self.box = box
-
-    def __call__(self, x):
-        self.calls.append((self.text, None if self.box is None else self.box.clone()))
-        return x * self.text + self.box[0, 0]
+    def __call__(self, x, text, mask, patch_box=None):
+        self.calls.append((text[0, 0, 0].item(), patch_box.clone()))
+        return x * text[0, 0, 0] + patch_box[0, 0, 0]
 
 
 def test_test_time_mirroring_averages_the_per_flip_predictions_with_their_texts():
-    texts = {(): 1.0, (0,): 2.0, (1,): 3.0, (0, 1): 5.0}
-    net, box = _SpyNet(texts), torch.tensor([[0.0, 0.5], [0.25, 1.0]])
-    net.set_patch_box(box)
+    def text(value):
+        return torch.full((4, 8), value), torch.ones(4, dtype=torch.bool)
+
+    case = CaseText.of("c", *text(1.0), {(0,): text(2.0), (1,): text(3.0), (0, 1): text(5.0)})
+    net, box = _SpyNet(), torch.tensor([[[0.0, 0.5], [0.25, 1.0]]])
     x = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4)
-    out = predict_with_flipped_texts(net, net, x, (0, 1), (0, 1), DEFAULT_2D_MAP, box)
+    out = mirrored_prediction(net, x, (0, 1), forward_inputs(case, box, (0, 1), DEFAULT_2D_MAP))
     by_hand = x * 1.0 + 0.0                              # unflipped: own text, own box (row start 0)
     by_hand += x * 2.0 + 0.5                             # rows flipped: row box (0, 0.5) -> (0.5, 1)
     by_hand += x * 3.0 + 0.0                             # columns flipped: rows unchanged
     by_hand += x * 5.0 + 0.5
     torch.testing.assert_close(out, by_hand / 4)
     assert [t for t, _ in net.calls] == [1.0, 2.0, 3.0, 5.0]
-    torch.testing.assert_close(net.calls[3][1], torch.tensor([[0.5, 1.0], [0.0, 0.75]]))
-    assert net.text == 1.0 and net.box is box  # the own text and box are back for the next tile
+    torch.testing.assert_close(net.calls[3][1], torch.tensor([[[0.5, 1.0], [0.0, 0.75]]]))
 
 
 # ----------------------------------------------------------------------------------------------- on the demo
@@ -206,7 +202,9 @@ def test_the_variant_trains_and_predicts_a_folder(ws, model, monkeypatch, tmp_pa
     out.mkdir()
     predictor.predict_from_files_sequential(str(root / "raw" / NAME / "imagesTs"), str(out), False, True, None)
     assert len(list(out.glob("*.png"))) == 2
-    assert len(predictor._flipped) == 2 and any(predictor._flipped.values())  # the test reports' flipped variants
+    cases = sorted(p.name[:-len("_0000.png")] for p in (root / "raw" / NAME / "imagesTs").glob("*_0000.png"))
+    texts = predictor.embed_case_texts({k: pf.cases[k] for k in cases}, str(out))
+    assert len(texts) == 2 and any(t.flipped for t in texts.values())  # the test reports' flipped variants
 
 
 @pytest.mark.slow
@@ -222,28 +220,25 @@ def test_test_time_mirroring_of_a_trained_model_uses_the_flipped_reports(ws, mod
     predictor.initialize_from_trained_model_folder(str(folder), (0,))
     assert predictor.allowed_mirroring_axes == (0, 1) and predictor.mirror_map.axes == DEFAULT_2D_MAP.axes
     case = next(k for k, t in sorted(pf.cases.items()) if mirror_text(t, (1,), DEFAULT_2D_MAP) != t)
-    predictor.prepare_texts({case: pf.cases[case]}, str(tmp_path))
-    predictor._activate(case)
+    text = predictor.embed_case_texts({case: pf.cases[case]}, str(tmp_path))[case]
     net = unwrap(predictor.network)
     net.eval()
     seen = []
     original = net.forward
-    monkeypatch.setattr(net, "forward", lambda x, *a, **k: (seen.append(net._text[0].clone()), original(x))[1])
+    monkeypatch.setattr(net, "forward", lambda x, t, m, **k: (seen.append(t.clone()), original(x, t, m, **k))[1])
     x = torch.randn(1, 1, 64, 64)
-    with torch.no_grad():
-        out = predictor._maybe_mirror_with_texts(x, None)
-        own = net(x)
-        assert len(seen) == 5  # own, then (0,), (1,), (0, 1) with the network's own forward inside
-    flipped = predictor._flipped[case]
-    torch.testing.assert_close(seen[2], torch.from_numpy(flipped[(1,)][0]).float()[None])
+    setattr(x, TILE_BOX, torch.tensor([[[0.0, 1.0], [0.0, 1.0]]]))  # a tile of the window that covers the image
+    with torch.no_grad(), predictor._predicting(text):
+        out = predictor._internal_maybe_mirror_and_predict(x)
+    assert len(seen) == 4  # own, then (0,), (1,), (0, 1)
+    torch.testing.assert_close(seen[2], text.flipped[(1,)][0])
     assert not torch.equal(seen[2], seen[0])
-    by_hand = own.clone()
+    by_hand = 0
     with torch.no_grad():
-        for combo in ((0,), (1,), (0, 1)):
-            net.use_flipped_text(combo)
+        for combo in ((), (0,), (1,), (0, 1)):
             dims = [a + 2 for a in combo]
-            by_hand += torch.flip(original(torch.flip(x, dims)), dims)
-        net.use_flipped_text(())
+            y = original(torch.flip(x, dims) if dims else x, *text.variant(combo))
+            by_hand = by_hand + (torch.flip(y, dims) if dims else y)
     torch.testing.assert_close(out, by_hand / 4)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-from nnunetv2_tevia.inference.tile_positions import tile_boxes
+from nnunetv2_tevia.inference.tile_positions import tile_box
 from nnunetv2_tevia.model.positional_encoding import sinusoidal_encoding_nd
 from nnunetv2_tevia.training.patch_position import PatchBoxLoader, patch_boxes
 from test_model import make_net, rand_text  # tests/ is on sys.path (pytest rootdir import mode)
@@ -57,7 +57,7 @@ def test_training_loader_adds_each_patchs_box():
 def test_tile_boxes_undo_padding_and_skip_the_slice_index():
     # a 2D configuration on a (3, 40, 20) volume padded to (3, 40, 32) for 32 x 32 tiles: 6 pixels of padding before
     slicers = [(slice(None), 1, slice(0, 32), slice(0, 32)), (slice(None), 1, slice(8, 40), slice(0, 32))]
-    boxes = tile_boxes(slicers, (3, 40, 32), (3, 40, 20))
+    boxes = [tile_box(s, (3, 40, 32), (3, 40, 20)) for s in slicers]
     torch.testing.assert_close(boxes[0], torch.tensor([[0.0, 31 / 39], [-6 / 19, 25 / 19]]))
     torch.testing.assert_close(boxes[1], torch.tensor([[8 / 39, 1.0], [-6 / 19, 25 / 19]]))
 
@@ -75,10 +75,9 @@ def test_the_box_reaches_the_guided_stages_and_changes_the_output():
     corner = torch.tensor([[[0.0, 0.5], [0.0, 0.5]]])
     moved = net(x, text, mask, patch_box=corner)[0]
     assert not torch.allclose(moved, plain)
-    net.set_patch_box(corner[0])  # how the predictor sets it per tile
-    torch.testing.assert_close(net(x, text, mask)[0], moved)
-    assert not any(torch.equal(v, corner) for v in net.state_dict().values())
-    net.clear_patch_box()
+    with net.patch_box(corner[0]):  # how nnU-Net's validation step gets its patches' boxes
+        torch.testing.assert_close(net(x, text, mask)[0], moved)
+        assert not any(torch.equal(v, corner) for v in net.state_dict().values())
     torch.testing.assert_close(net(x, text, mask)[0], plain)
 
 

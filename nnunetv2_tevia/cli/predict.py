@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Predict with a model trained by nnUNetTrainerTeViA (or a variant). Takes every argument of "
                     "nnUNetv2_predict, plus --prompts: each input case's report is read from a prompt JSON, "
-                    "embedded with the encoder recorded in the model's plans.json, and set on the network before "
+                    "embedded with the encoder recorded in the model's plans.json, and given to every forward of "
                     "that case's sliding window. Needs only nnUNet_results (and nnUNet_raw for the default prompt "
                     "file), never nnUNet_preprocessed.")
     p.add_argument('-i', type=str, required=True, help='[REQUIRED] Input folder (files named CASE_0000.ext, as for '

@@ -1,11 +1,12 @@
-"""Test-time mirroring with mirrored reports (issue 13), for models of nnUNetTrainerTeViA_mirrorText.
+"""Test-time mirroring with mirrored reports (issue 13) and mirrored tile positions.
 
 nnU-Net averages the predictions of the image and its flips along the model's allowed axes. A TeViA model whose
 plans record a word map (``plans["tevia"]["mirror"]``) predicts each flip with the report as it reads after
-that flip, and with the tile's position mirrored the way training mirrored it (training/mirror_text.py).
+that flip. Every model predicts each flip with the tile's position mirrored the way training mirrors a flipped
+patch's (training/mirror_text.py), with or without a word map (``_fullDA`` mirrors images without one).
 """
 import os
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -15,6 +16,26 @@ from nnunetv2_tevia.text.cache.mirror import flip_key
 from nnunetv2_tevia.model.mirror_axes import covered_map_axes, flip_combinations, mirror_boxes
 
 SEPARATOR = "#flip:"  # key of a flipped report among the texts to embed: "<case id>#flip:<flip key>"
+
+
+class CaseText(NamedTuple):
+    """One case's text as each forward of its prediction is given it: (1, L, D) features, (1, L) mask and, for a
+    word-map model, {flipped map axes: (features, mask)} of its reports as they read after those flips."""
+    case_id: str
+    features: torch.Tensor
+    mask: torch.Tensor
+    flipped: Optional[dict] = None
+
+    @classmethod
+    def of(cls, case_id: str, features, mask, flipped: Optional[dict] = None) -> "CaseText":
+        """From (L, D) and (L,) arrays or tensors (an embedding cache's, or rows of the trainer's text table)."""
+        def batch(f, m):
+            return torch.as_tensor(f).float()[None], torch.as_tensor(m, dtype=torch.bool)[None]
+        return cls(case_id, *batch(features, mask), {tuple(c): batch(*v) for c, v in (flipped or {}).items()})
+
+    def variant(self, map_axes: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The report as it reads with ``map_axes`` flipped; its own where nothing swaps."""
+        return (self.flipped or {}).get(tuple(map_axes), (self.features, self.mask))
 
 
 def model_mirror_map(tevia: dict, where: str) -> Optional[MirrorMap]:
@@ -55,23 +76,34 @@ def split_flipped(features: dict) -> tuple:
     return own, flipped
 
 
-def predict_with_flipped_texts(network, net, x: torch.Tensor, patch_axes: Sequence[int], patch_to_map: Sequence[int],
-                               mirror_map: MirrorMap, box: Optional[torch.Tensor]) -> torch.Tensor:
-    """nnU-Net's test-time mirroring average, each flip predicted with its flipped report and mirrored box.
-    ``network``: what to call (maybe compiled); ``net``: the TeViANetwork holding the texts."""
-    prediction = network(x)
-    combos = flip_combinations(tuple(patch_axes))
-    try:
-        for combo in combos:
-            dims = [a + 2 for a in combo]
-            net.use_flipped_text(covered_map_axes(combo, patch_to_map, mirror_map.axis_indices))
-            if box is not None:
-                flipped = torch.zeros(box.shape[0], dtype=torch.bool)
-                flipped[list(combo)] = True
-                net.set_patch_box(mirror_boxes(box, flipped))
-            prediction += torch.flip(network(torch.flip(x, dims)), dims)
-    finally:
-        net.use_flipped_text(())
-        if box is not None:
-            net.set_patch_box(box)
-    return prediction / (len(combos) + 1)
+def forward_inputs(text: Optional[CaseText], box: Optional[torch.Tensor], patch_to_map: Sequence[int],
+                   mirror_map: Optional[MirrorMap]) -> Callable[[tuple], tuple]:
+    """What the forward of a tile flipped along ``combo`` (patch axes) is given: (features, mask, box). The text is
+    the report as it reads after the flip (without a word map: the report); the (1, ndim, 2) box is mirrored along
+    the flipped axes. No text: (None, None), and the network decides (MissingTextError or its no-report text)."""
+    def inputs_of(combo: tuple) -> tuple:
+        features = mask = None
+        if text is not None:
+            features, mask = text.variant(
+                covered_map_axes(combo, patch_to_map, mirror_map.axis_indices) if mirror_map is not None else ())
+        if box is None:
+            return features, mask, None
+        flipped = torch.zeros(box.shape[:2], dtype=torch.bool)
+        flipped[:, list(combo)] = True
+        return features, mask, mirror_boxes(box, flipped)
+    return inputs_of
+
+
+def mirrored_prediction(network, x: torch.Tensor, patch_axes: Sequence[int],
+                        inputs_of: Callable[[tuple], tuple]) -> torch.Tensor:
+    """nnU-Net's test-time mirroring: the mean of the predictions of ``x`` and of its flips along every combination
+    of ``patch_axes`` (nnU-Net's order), each forward given ``inputs_of(combo)`` (``forward_inputs``)."""
+    combos = [()] + flip_combinations(tuple(patch_axes))
+    prediction = None
+    for combo in combos:
+        dims = [a + 2 for a in combo]
+        features, mask, box = inputs_of(combo)
+        y = network(torch.flip(x, dims) if dims else x, features, mask, patch_box=box)
+        y = torch.flip(y, dims) if dims else y
+        prediction = y if prediction is None else prediction + y
+    return prediction / len(combos)

@@ -1,25 +1,28 @@
-"""nnU-Net's predictor, with each case's report set on the network before its sliding window.
+"""nnU-Net's predictor, with every forward given its case's report and its tile's position.
 
-The stock predictor calls ``network(x)`` per tile and never says which case it is on. This subclass
-learns the case of every item it predicts (from the output file name it assigned, or from the order
-of an in-memory list) and calls ``network.set_text`` first. The text is not part of the weights, so
-the per-fold ``load_state_dict`` of an ensemble leaves it in place.
+The stock predictor calls ``network(x)`` per tile and never says which case it is on. This subclass names the case
+of every item where nnU-Net still knows it (the input files of a data iterator's item, the list
+``predict_from_files_sequential`` predicts in order, the text given with an in-memory array), predicts the item
+inside ``_predicting(its text)``, and calls the network itself with the text and the tile's box
+(``_internal_maybe_mirror_and_predict``). Nothing is set on the network, and nothing outlives its call: a forward
+outside a prediction call gets no text and the network refuses it (MissingTextError).
 """
 import os
 from collections import deque
-from typing import Dict, List, Optional, Sequence, Union
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-from nnunetv2_tevia.errors import AttentionStageError, TextCacheError
+from nnunetv2_tevia.errors import AttentionStageError, MissingTextError, TextCacheError
 from nnunetv2_tevia.inference.attention_maps import AttentionMapRecorder, save_attention_pngs
-from nnunetv2_tevia.inference.case_texts import TextFeatures, embed_for_model, texts_for_cases
-from nnunetv2_tevia.inference.flipped_texts import (check_prompt_map, flipped_texts, model_mirror_map,
-                                                    predict_with_flipped_texts, split_flipped)
+from nnunetv2_tevia.inference.case_texts import embed_for_model, texts_for_cases
+from nnunetv2_tevia.inference.flipped_texts import (CaseText, check_prompt_map, flipped_texts, forward_inputs,
+                                                    mirrored_prediction, model_mirror_map, split_flipped)
 from nnunetv2_tevia.inference.prediction_records import cases_to_predict, model_fingerprint
-from nnunetv2_tevia.inference.tile_positions import tile_boxes
+from nnunetv2_tevia.inference.tile_positions import box_of_tile, boxes_travel_with_tiles
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
 from nnunetv2_tevia.model.tevia_network import unwrap
 from nnunetv2_tevia.prompts.prompt_file import PromptFile
@@ -27,6 +30,7 @@ from nnunetv2_tevia.text.cache import record_mismatches
 from nnunetv2_tevia.model.mirror_axes import covered_map_axes, patch_map_axes
 
 USER_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "nnunetv2_tevia", "text_cache")
+CASE_KEY = "tevia_case"  # the case id each item of a data iterator carries (nnU-Net reads only its own keys)
 
 
 def case_id_from_file(first_channel_file: str, file_ending: str) -> str:
@@ -34,32 +38,46 @@ def case_id_from_file(first_channel_file: str, file_ending: str) -> str:
     return os.path.basename(first_channel_file)[:-(len(file_ending) + 5)]
 
 
+def array_case(i: int) -> str:
+    """The case id of the i-th in-memory array of a call."""
+    return f"__array_{i}"
+
+
+def with_case_ids(items: Iterable[dict], case_ids: Sequence[str]):
+    """nnU-Net's data iterators yield their items in the order of their input lists: name each item's case on it
+    there, where both are known."""
+    for item, case_id in zip(items, case_ids):
+        yield dict(item, **{CASE_KEY: case_id})
+
+
 class nnUNetTeViAPredictor(nnUNetPredictor):
     def __init__(self, *args, prompts: Optional[PromptFile] = None, allow_missing_text: bool = False,
                  text_cache_folder: Optional[str] = None, trust_remote_code: bool = False,
                  text_encoder: Optional[str] = None, attention_maps_folder: Optional[str] = None,
-                 attention_stage: Optional[int] = None, **kwargs):
+                 attention_stage: Optional[int] = None, window_text: Optional[Callable[[], CaseText]] = None,
+                 **kwargs):
         """``attention_maps_folder``: also write, per case, one heat-map PNG per text key of guided stage
-        ``attention_stage`` (0 = lowest resolution; default: the finest guided stage)."""
+        ``attention_stage`` (0 = lowest resolution; default: the finest guided stage). ``window_text``: gives the
+        text of each sliding window started outside a prediction call (nnU-Net's final validation calls
+        ``predict_sliding_window_return_logits`` per case and names none)."""
         super().__init__(*args, **kwargs)
         self.attention_maps_folder = attention_maps_folder
         self.attention_stage = attention_stage
+        self.window_text = window_text
         self._attention: Optional[AttentionMapRecorder] = None
-        self._current_case: Optional[str] = None
         self.prompts = prompts
         self.allow_missing_text = allow_missing_text
         self.text_cache_folder = text_cache_folder
         self.trust_remote_code = trust_remote_code
         self.text_encoder = text_encoder
         self.tevia_config: Optional[TeViAConfig] = None
-        self._features: Dict[str, TextFeatures] = {}
-        self._flipped: Dict[str, Dict[tuple, TextFeatures]] = {}  # mirrorText models: case -> flip -> features
         self.mirror_map, self.patch_to_map, self._model_folder = None, (), "the model folder"
-        self._feature_texts: Dict[str, str] = {}  # the report each case's features were embedded from
-        self._case_of_ofile: Dict[str, str] = {}
-        self._sequential_cases: Optional[deque] = None
-        self._image_shape: tuple = ()
-        self._tile_boxes: deque = deque()
+        # The texts of the current public call by case id, and the text of the case being predicted. Each call
+        # sets its own and clears them when it ends, also on error, so no call can reach another call's texts.
+        self._case_texts: Dict[str, CaseText] = {}
+        self._text: Optional[CaseText] = None
+        self._sequential_cases: Optional[deque] = None  # in predict_from_files_sequential: its cases, in its order
+        self._image_shape: Optional[tuple] = None  # of the current sliding window's image, before nnU-Net pads it
 
     # ------------------------------------------------------------------ model
     def initialize_from_trained_model_folder(self, model_training_output_dir: str,
@@ -109,10 +127,12 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
     def _own_cache_root(self, output_folder: Optional[str]) -> str:
         return os.path.join(output_folder, ".tevia_text_cache") if output_folder else USER_CACHE
 
-    def prepare_texts(self, texts: Dict[str, str], output_folder: Optional[str] = None,
-                      mirrored: Optional[set] = None) -> None:
-        """Embed ``{case id: report}`` with the model's encoder (cached) and keep the features for prediction;
-        for a mirrorText model also the flipped reports of the cases in ``mirrored`` (default: all)."""
+    def embed_case_texts(self, texts: Dict[str, str], output_folder: Optional[str] = None,
+                         mirrored: Optional[set] = None) -> Dict[str, CaseText]:
+        """Embed ``{case id: report}`` with the model's encoder (cached on disk): each case's CaseText, for a word-map
+        model with the flipped reports of the cases in ``mirrored`` (default: all)."""
+        if not texts:  # no encoder start-up for nothing
+            return {}
         device = self.device if self.device.type == "cuda" else None
         axes = covered_map_axes(self.allowed_mirroring_axes or (), self.patch_to_map, self.mirror_map.axis_indices) \
             if self.mirror_map is not None and self.use_mirroring else ()
@@ -122,16 +142,37 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
             {**texts, **flips}, self.tevia_config, self.text_cache_folder or self._own_cache_root(output_folder),
             own_cache_root=self._own_cache_root(output_folder), encoder_spec=self.text_encoder, device=device,
             trust_remote_code=self.trust_remote_code, progress=self.allow_tqdm))
-        self._features.update(own)
-        self._flipped.update({k: flipped.get(k, {}) for k in texts})
-        self._feature_texts.update(texts)
+        return {k: CaseText.of(k, *own[k], flipped.get(k)) for k in texts}
 
-    def _activate(self, case_id: str) -> None:
-        features, mask = self._features[case_id]
-        flipped = {c: (torch.from_numpy(f).float(), torch.from_numpy(m)) for c, (f, m) in
-                   self._flipped.get(case_id, {}).items()}
-        unwrap(self.network).set_text(torch.from_numpy(features).float(), torch.from_numpy(mask), flipped)
-        self._current_case = case_id
+    def _text_of(self, case_id: str) -> CaseText:
+        text = self._case_texts.get(case_id)
+        if text is None:
+            raise MissingTextError(
+                f"case {case_id!r} has no text in this prediction call: predict files with predict_from_files, "
+                f"in-memory arrays with predict_from_list_of_npy_arrays(..., texts=[one report per image]) or "
+                f"predict_single_npy_array(..., text=REPORT)")
+        return text
+
+    @contextmanager
+    def _predicting(self, text: CaseText):
+        """The case whose forwards run inside the block; the previous one (normally none) is back on exit, also on
+        error."""
+        previous, self._text = self._text, text
+        try:
+            yield
+        finally:
+            self._text = previous
+
+    @contextmanager
+    def case_text(self, report: str, case_id: str = array_case(0)):
+        """The report of nnU-Net's lower-level calls inside the block (``predict_logits_from_preprocessed_data``,
+        ``predict_sliding_window_return_logits``), embedded like every other; outside such a block they refuse."""
+        self._case_texts = self.embed_case_texts({case_id: report})
+        try:
+            with self._predicting(self._case_texts[case_id]):
+                yield
+        finally:
+            self._case_texts = {}
 
     # ------------------------------------------------------------------ which case is next
     def _manage_input_and_output_lists(self, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
@@ -154,38 +195,66 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
             lists, ofiles, prev, case_ids = ([x[i] for i in keep] for x in (lists, ofiles, prev, case_ids))
             texts = {k: texts[k] for k in case_ids}
         check_prompt_map(self.mirror_map, self.prompts, self._model_folder)
-        todo = {k: t for k, t in texts.items() if self._feature_texts.get(k) != t}
-        if todo:  # a case without its own report keeps the no-report text under every flip, as in training
-            reported = {k for k in todo if (self.prompts.cases.get(k) or "").strip()} if self.prompts else set()
-            self.prepare_texts(todo, output_folder, mirrored=reported)
-        if ofiles is not None:
-            self._case_of_ofile = dict(zip(ofiles, case_ids))
-        self._sequential_cases = deque(case_ids)
+        # every call embeds its own texts (the disk cache makes a repeat cheap): the reports may have changed since.
+        # A case without its own report keeps the no-report text under every flip, as in training.
+        reported = {k for k in texts if (self.prompts.cases.get(k) or "").strip()} if self.prompts else set()
+        self._case_texts = self.embed_case_texts(texts, output_folder, mirrored=reported)
+        if self._sequential_cases is not None:
+            self._sequential_cases.extend(case_ids)
         return lists, ofiles, prev
+
+    def _internal_get_data_iterator_from_lists_of_filenames(self, input_list_of_lists, seg_from_prev_stage_files,
+                                                            output_filenames_truncated, num_processes):
+        # the case comes from the item's own input files, also in the return-in-memory mode (no output file names)
+        case_ids = [case_id_from_file(files[0], self.dataset_json["file_ending"]) for files in input_list_of_lists]
+        return with_case_ids(super()._internal_get_data_iterator_from_lists_of_filenames(
+            input_list_of_lists, seg_from_prev_stage_files, output_filenames_truncated, num_processes), case_ids)
+
+    def get_data_iterator_from_raw_npy_data(self, image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
+                                            properties_or_list_of_properties, truncated_ofname, num_processes: int = 3):
+        n = len(image_or_list_of_images) if isinstance(image_or_list_of_images, list) else 1
+        return with_case_ids(super().get_data_iterator_from_raw_npy_data(
+            image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
+            properties_or_list_of_properties, truncated_ofname, num_processes), [array_case(i) for i in range(n)])
 
     def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
                                    num_processes_segmentation_export: int = 3):
-        self._sequential_cases = None  # the items name their cases
-
-        def with_text(items):
-            for i, item in enumerate(items):
-                ofile = item.get("ofile")
-                if ofile is not None and ofile in self._case_of_ofile:
-                    self._activate(self._case_of_ofile[ofile])
-                else:
-                    self._activate(self._array_case(i))
-                yield item  # the caller predicts this item before asking for the next
-
+        items = self._each_in_its_case(data_iterator)
         try:
-            return super().predict_from_data_iterator(with_text(data_iterator), save_probabilities,
-                                                      num_processes_segmentation_export)
+            return super().predict_from_data_iterator(items, save_probabilities, num_processes_segmentation_export)
         finally:
-            unwrap(self.network).clear_text()
+            items.close()  # leaves the last item's case also when nnU-Net stopped half-way
+            self._case_texts = {}
+
+    def _each_in_its_case(self, items):
+        for item in items:
+            if CASE_KEY not in item:
+                raise MissingTextError("an item of the data iterator names no case, so its text is unknown: make "
+                                       "the iterator with this predictor (predict_from_files, or "
+                                       "predict_from_list_of_npy_arrays(..., texts=...))")
+            with self._predicting(self._text_of(item[CASE_KEY])):
+                yield item  # nnU-Net predicts this item before it asks for the next
+
+    def predict_from_files_sequential(self, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+                                      save_probabilities: bool = False, overwrite: bool = True,
+                                      folder_with_segs_from_prev_stage: str = None):
+        # nnU-Net's loop predicts the cases that _manage_input_and_output_lists listed, in that order, naming none
+        # (the parameter names are nnU-Net's: it saves them by name into predict_from_raw_data_args.json)
+        self._sequential_cases = deque()
+        try:
+            return super().predict_from_files_sequential(
+                list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files, save_probabilities,
+                overwrite, folder_with_segs_from_prev_stage)
+        finally:
+            self._sequential_cases, self._case_texts = None, {}
 
     def predict_logits_from_preprocessed_data(self, data: torch.Tensor) -> torch.Tensor:
-        # predict_from_files_sequential predicts its list in order without an iterator
-        if self._sequential_cases:
-            self._activate(self._sequential_cases.popleft())
+        if self._sequential_cases is not None:
+            with self._predicting(self._text_of(self._sequential_cases.popleft())):
+                return self._logits_and_maps(data)
+        return self._logits_and_maps(data)
+
+    def _logits_and_maps(self, data: torch.Tensor) -> torch.Tensor:
         if self._attention is None:
             return super().predict_logits_from_preprocessed_data(data)
         self._attention.start_case()
@@ -207,81 +276,63 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
 
     # ------------------------------------------------------------------ sliding window: tile positions, maps
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor):
-        self._image_shape = tuple(input_image.shape[1:])
+        outside = self._text is None and self.window_text is not None
+        self._image_shape = tuple(input_image.shape[1:])  # tile boxes are measured in the image, not its padding
         try:
-            logits = super().predict_sliding_window_return_logits(input_image)
+            with self._predicting(self.window_text()) if outside else nullcontext():
+                logits = super().predict_sliding_window_return_logits(input_image)
         finally:
-            unwrap(self.network).clear_patch_box()
+            self._image_shape = None
         if self._attention is not None:
             self._attention.end_window(input_image.shape[1:])
         return logits
 
     def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers, do_on_device: bool = True):
-        # also restarted when nnU-Net retries off the device; tiles are predicted in the order of the slicers
-        self._tile_boxes = deque(tile_boxes(slicers, data.shape[1:], self._image_shape))
         if self._attention is not None:
             self._attention.start_window(data.shape[1:], slicers)
-        return super()._internal_predict_sliding_window_return_logits(data, slicers, do_on_device)
+        with boxes_travel_with_tiles(data.shape[1:], self._image_shape or data.shape[1:]):
+            return super()._internal_predict_sliding_window_return_logits(data, slicers, do_on_device)
 
+    @torch.inference_mode()
     def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
-        box = self._tile_boxes.popleft() if self._tile_boxes else None
-        if box is not None:
-            unwrap(self.network).set_patch_box(box)
-        if self._attention is None:
-            return self._maybe_mirror_with_texts(x, box)
-        with self._attention.tile():
-            return self._maybe_mirror_with_texts(x, box)
-
-    def _maybe_mirror_with_texts(self, x: torch.Tensor, box: Optional[torch.Tensor]) -> torch.Tensor:
+        # nnU-Net's test-time mirroring, with each forward given its text and its tile's box, both flipped with it
+        box = box_of_tile(x) if unwrap(self.network).config.patch_position else None
         axes = self.allowed_mirroring_axes if self.use_mirroring else None
-        if self.mirror_map is None or not axes:
-            return super()._internal_maybe_mirror_and_predict(x)
-        return predict_with_flipped_texts(self.network, unwrap(self.network), x, axes, self.patch_to_map,
-                                          self.mirror_map, box)
+        inputs_of = forward_inputs(self._text, box, self.patch_to_map, self.mirror_map)
+        with self._attention.tile() if self._attention is not None else nullcontext():
+            return mirrored_prediction(self.network, x, axes or (), inputs_of)
 
     def _write_attention_maps(self, data: torch.Tensor) -> None:
         maps = self._attention.case_maps()
         if maps is None:
             return
-        case_id = self._current_case or "case"
+        case_id = self._text.case_id if self._text is not None else "case"
         report = self.prompts.cases.get(case_id) if self.prompts is not None else None
         stage = self._attention.stage
         save_attention_pngs(self.attention_maps_folder, case_id, data[0].float().cpu().numpy(), maps,
                             self.attention_stage, stage.last_spatial_shape or (), stage.key_names(len(maps)), report)
 
     # ------------------------------------------------------------------ in-memory arrays, texts given explicitly
-    def _array_case(self, i: int) -> str:
-        key = f"__array_{i}"
-        if key not in self._features:
-            raise TextCacheError("an in-memory image reached the network without a text: pass texts= to "
-                                 "predict_from_list_of_npy_arrays / text= to predict_single_npy_array")
-        return key
-
-    def _prepare_array_texts(self, texts: Sequence[str], n_images: int) -> None:
-        if len(texts) != n_images:
-            raise ValueError(f"got {len(texts)} texts for {n_images} images; give one report per image")
-        self._features = {k: v for k, v in self._features.items() if not k.startswith("__array_")}
-        self.prepare_texts({f"__array_{i}": t for i, t in enumerate(texts)})
-
     def predict_from_list_of_npy_arrays(self, image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
                                         properties_or_list_of_properties, truncated_ofname, num_processes: int = 3,
                                         save_probabilities: bool = False, num_processes_segmentation_export: int = 3,
                                         *, texts: Sequence[str]):
         images = image_or_list_of_images if isinstance(image_or_list_of_images, list) else [image_or_list_of_images]
-        self._prepare_array_texts(list(texts), len(images))
-        self._case_of_ofile = {}
-        return super().predict_from_list_of_npy_arrays(
-            image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
-            properties_or_list_of_properties, truncated_ofname, num_processes, save_probabilities,
-            num_processes_segmentation_export)
+        texts = list(texts)
+        if len(texts) != len(images):
+            raise ValueError(f"got {len(texts)} texts for {len(images)} images; give one report per image")
+        self._case_texts = self.embed_case_texts({array_case(i): t for i, t in enumerate(texts)})
+        try:
+            return super().predict_from_list_of_npy_arrays(
+                image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
+                properties_or_list_of_properties, truncated_ofname, num_processes, save_probabilities,
+                num_processes_segmentation_export)
+        finally:
+            self._case_texts = {}
 
     def predict_single_npy_array(self, input_image: np.ndarray, image_properties: dict,
                                  segmentation_previous_stage: np.ndarray = None, output_file_truncated: str = None,
                                  save_or_return_probabilities: bool = False, *, text: str):
-        self._prepare_array_texts([text], 1)
-        self._sequential_cases = deque(["__array_0"])
-        try:
+        with self.case_text(text):
             return super().predict_single_npy_array(input_image, image_properties, segmentation_previous_stage,
                                                     output_file_truncated, save_or_return_probabilities)
-        finally:
-            unwrap(self.network).clear_text()

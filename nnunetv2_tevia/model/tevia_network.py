@@ -7,12 +7,14 @@ present here with the same shape (fine-tuning from a plain checkpoint only adds 
 ``no_report_text_*``). ``decoder.deep_supervision`` keeps working.
 
 Text reaches the network in one of three ways, in this order:
-  1. ``forward(x, text, text_mask)``: training and validation steps pass each batch's text;
-  2. ``set_text(features, mask)``: the predictor sets the current case's text before its sliding window
-     (a plain attribute, never part of the state dict, so reloading a fold's weights cannot replace it);
+  1. ``forward(x, text, text_mask, patch_box=...)``: the training step and the predictor pass each forward's text
+     and patch box;
+  2. ``with network.case_text(features, mask), network.patch_box(box):`` around a call that nnU-Net makes as
+     ``network(x)`` (its validation step); set on entry, cleared on exit (also on error), never in the state dict;
   3. the no-report text, only if ``allow_no_report`` is set (text-dropout models, or an explicit opt-in).
 Otherwise the forward refuses: a TeViA model never quietly gives text-free results.
 """
+from contextlib import contextmanager
 from typing import List, Optional, Tuple
 
 import torch
@@ -27,7 +29,8 @@ from nnunetv2_tevia.model.reference_stage import ReferenceGuidedStage
 
 NO_TEXT_MESSAGE = (
     "this TeViA network got no report text for the current case. Predict with nnUNetv2_tevia_predict (it "
-    "embeds each case's report), or pass the text explicitly. To run a model trained without text dropout on "
+    "embeds each case's report), or pass the text explicitly: network(x, features, mask), or inside "
+    "`with network.case_text(features, mask):`. To run a model trained without text dropout on "
     "the no-report text anyway, set NNUNETV2_TEVIA_ALLOW_NO_REPORT=1 (results are text-free).")
 
 
@@ -60,39 +63,35 @@ class TeViANetwork(nn.Module):
         self.register_buffer("no_report_text_features", torch.zeros(config.text_tokens, config.text_dim))
         self.register_buffer("no_report_text_mask", torch.zeros(config.text_tokens, dtype=torch.bool))
         self.allow_no_report = config.text_dropout > 0
+        # what the forwards inside ``case_text`` / ``patch_box`` blocks are not given; never in the state dict
         self._text: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-        self._own_text, self._flipped_text = None, {}
         self._patch_box: Optional[torch.Tensor] = None
 
-    # --- text context (never in the state dict) ---
-    def set_text(self, features: torch.Tensor, mask: torch.Tensor, flipped: Optional[dict] = None) -> None:
-        """Text for the following forwards: features (L, D) or (B, L, D), mask (L,) or (B, L). ``flipped``:
-        {flipped map axes: (features, mask)} of the report's mirrored variants, for ``use_flipped_text``."""
+    # --- context of the forwards nnU-Net calls as network(x) ---
+    @contextmanager
+    def case_text(self, features: torch.Tensor, mask: torch.Tensor):
+        """Text of the forwards inside the block that are given none: features (L, D) or (B, L, D), mask (L,) or
+        (B, L). The previous text (normally none) is back on exit, also on error."""
         features = torch.as_tensor(features)
         mask = torch.as_tensor(mask, dtype=torch.bool)
-        self._text = self._own_text = (features if features.ndim == 3 else features[None],
-                                       mask if mask.ndim == 2 else mask[None])
-        self._flipped_text = dict(flipped or {})
+        previous = self._text
+        self._text = (features if features.ndim == 3 else features[None], mask if mask.ndim == 2 else mask[None])
+        try:
+            yield self
+        finally:
+            self._text = previous
 
-    def use_flipped_text(self, flipped_axes: tuple) -> None:
-        """Switch to the report as it reads with ``flipped_axes`` (map axes) flipped; its own where nothing swaps."""
-        if self._text is not None:
-            variant = self._flipped_text.get(tuple(flipped_axes))
-            self._text = self._own_text if variant is None else \
-                (torch.as_tensor(variant[0])[None], torch.as_tensor(variant[1], dtype=torch.bool)[None])
-
-    def clear_text(self) -> None:
-        self._text = None
-
-    def set_patch_box(self, box: Optional[torch.Tensor]) -> None:
-        """Where the following forwards' patches lie in their image: (ndim, 2) or (B, ndim, 2), each axis's first
-        and last voxel in the image's [0, 1] coordinates (the predictor sets it per sliding-window tile). None: the
-        patch is the image. Never in the state dict, like the text."""
+    @contextmanager
+    def patch_box(self, box: Optional[torch.Tensor]):
+        """Where the patches of the forwards inside the block lie in their image: (ndim, 2) or (B, ndim, 2), each
+        axis's first and last voxel in the image's [0, 1] coordinates; None: the patch is the image."""
         box = None if box is None else torch.as_tensor(box, dtype=torch.float32)
+        previous = self._patch_box
         self._patch_box = box if box is None or box.ndim == 3 else box[None]
-
-    def clear_patch_box(self) -> None:
-        self._patch_box = None
+        try:
+            yield self
+        finally:
+            self._patch_box = previous
 
     def set_no_report_text(self, features: torch.Tensor, mask: torch.Tensor) -> None:
         self.no_report_text_features.copy_(torch.as_tensor(features))
@@ -123,7 +122,7 @@ class TeViANetwork(nn.Module):
                 patch_box: Optional[torch.Tensor] = None):
         """Segmentation logits (a list under deep supervision). With ``return_aux`` also a dict of what the
         alignment loss and the prototype need: the last decoder features, each guided stage's feature map, its
-        projected text and its text vector. ``patch_box``: see ``set_patch_box``."""
+        projected text and its text vector. ``patch_box``: see the ``patch_box`` block."""
         # under autocast, x is fp32 but the attention runs in half precision; keep text in x's dtype
         text, text_mask = self._resolve_text(x.shape[0], text, text_mask, x)
         box = (self._patch_box if patch_box is None else patch_box) if self.config.patch_position else None

@@ -19,7 +19,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import autocast, nn
 from torch import distributed as dist
 
-from nnunetv2_tevia.errors import TeViAError, TextCacheError, TrainingSetupError
+from nnunetv2_tevia.errors import MissingTextError, TeViAError, TextCacheError, TrainingSetupError
+from nnunetv2_tevia.inference.flipped_texts import CaseText
 from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
 from nnunetv2_tevia.model.tevia_network import TeViANetwork, unwrap
@@ -239,16 +240,11 @@ class nnUNetTrainerTeViA(TextMirroring, TeViACheckpoints, nnUNetTrainer):
                           momentum=self.prototype_momentum)
 
     def validation_step(self, batch: dict) -> dict:
-        # nnU-Net's validation step calls network(data); the batch's text is set on the network around it
+        # nnU-Net's validation step calls network(data): the batch's texts and patch boxes hold for that call only
         text, text_mask = self._batch_text(batch['keys'], training=False)
         net = unwrap(self.network)
-        net.set_text(text, text_mask)
-        net.set_patch_box(batch.get('patch_box'))
-        try:
+        with net.case_text(text, text_mask), net.patch_box(batch.get('patch_box')):
             return super().validation_step(batch)
-        finally:
-            net.clear_text()
-            net.clear_patch_box()
 
     def get_dataloaders(self):
         """nnU-Net's loaders, with each patch's position in its image (``batch['patch_box']``) and the axes its
@@ -282,11 +278,24 @@ class nnUNetTrainerTeViA(TextMirroring, TeViACheckpoints, nnUNetTrainer):
 
     # ------------------------------------------------------------------ final validation
     def perform_actual_validation(self, save_probabilities: bool = False):
+        """nnU-Net's final validation with TeViA's predictor, which gives every tile its position in the image, as
+        in training. nnU-Net loads each case, then predicts its sliding window without naming it: the case loaded
+        last gives the next window its text, once."""
+        loaded = {}
         original = self.dataset_class
-        self.dataset_class = with_load_case_callback(original, self._set_case_text)
-        try:  # TeViA's predictor gives every sliding-window tile its position in the image, as in training
-            with mock.patch.object(trainer_module, "nnUNetPredictor", nnUNetTeViAPredictor):
+        self.dataset_class = with_load_case_callback(original, lambda case_id: loaded.update(case=case_id))
+
+        def window_text() -> CaseText:
+            if "case" not in loaded:
+                raise MissingTextError("nnU-Net's final validation started a sliding window without loading a case "
+                                       "first, so its report is unknown (nnunetv2_tevia is tested with nnunetv2 2.8.1)")
+            return self._validation_text(loaded.pop("case"))
+
+        def predictor(**kwargs):  # nnU-Net builds its predictor by this name inside the method
+            return nnUNetTeViAPredictor(**kwargs, window_text=window_text)
+
+        try:
+            with mock.patch.object(trainer_module, "nnUNetPredictor", predictor):
                 super().perform_actual_validation(save_probabilities)
         finally:
             self.dataset_class = original
-            unwrap(self.network).clear_text()

@@ -2,16 +2,16 @@
 flipped too, on the axes of the prompt file's ``"mirror"`` word map.
 
 A mixin of ``nnUNetTrainerTeViA``: the trainer calls ``_setup_text_mirroring`` once the text table exists and
-``_text_mirror_axes`` when nnU-Net asks for its augmentation; ``_set_case_text`` gives the final validation each
+``_text_mirror_axes`` when nnU-Net asks for its augmentation; ``_validation_text`` gives the final validation each
 case's flipped reports for nnU-Net's test-time mirroring. The loader side (which axes each sample was flipped
 along) is in mirror_text.py, the axis maths in model/mirror_axes.py.
 """
 from typing import Tuple
 
 from nnunetv2_tevia.errors import TextCacheError
+from nnunetv2_tevia.inference.flipped_texts import CaseText
 from nnunetv2_tevia.model.config import PLANS_KEY
 from nnunetv2_tevia.model.mirror_axes import mirrorable_patch_axes, patch_map_axes
-from nnunetv2_tevia.model.tevia_network import unwrap
 from nnunetv2_tevia.prompts.mirror_words import mirror_map_to_json
 
 
@@ -45,10 +45,9 @@ class TextMirroring:
         ndim = len(self.configuration_manager.patch_size)
         return mirrorable_patch_axes(self.mirror_map.axis_indices, patch_map_axes(self.plans_manager.plans, ndim))
 
-    def _set_case_text(self, case_id: str) -> None:
-        """The final validation's text, with the case's flipped reports for nnU-Net's test-time mirroring."""
+    def _validation_text(self, case_id: str) -> CaseText:
+        """The final validation's text of a case, with its flipped reports for nnU-Net's test-time mirroring."""
         table = self.text_table
         row = table.row_indices([case_id])[0]
-        flipped = {combo: (table.features[r].float(), table.masks[r])
-                   for combo, r in table.flip_rows.get(case_id, {}).items()}
-        unwrap(self.network).set_text(table.features[row].float(), table.masks[row], flipped)
+        flipped = {combo: (table.features[r], table.masks[r]) for combo, r in table.flip_rows.get(case_id, {}).items()}
+        return CaseText.of(case_id, table.features[row], table.masks[row], flipped)
