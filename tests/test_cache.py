@@ -59,7 +59,7 @@ def embed(pf, root, enc, max_tokens=16):
 
 def test_embed_and_read_back(env, bert_dirs):
     enc = load_encoder(f"hf:{bert_dirs[0]}")
-    pf = PromptFile(path=None, cases=dict(CASES), default=DEFAULT)
+    pf = PromptFile(path=None, cases=dict(CASES), default=DEFAULT, paraphrase={"variants": 0})
     cache, computed = embed(pf, env, enc)
     # Duplicates are embedded once; the no-report text is always embedded.
     assert sorted(computed) == sorted({CASES["c1"], CASES["c3"], DEFAULT})
@@ -86,7 +86,7 @@ def test_embed_and_read_back(env, bert_dirs):
 
 def test_edited_text_is_stale_and_only_it_is_recomputed(env, bert_dirs):
     enc = load_encoder(f"hf:{bert_dirs[0]}")
-    pf = PromptFile(path=None, cases=dict(CASES), default=DEFAULT)
+    pf = PromptFile(path=None, cases=dict(CASES), default=DEFAULT, paraphrase={"variants": 0})
     cache, _ = embed(pf, env, enc)
     cache.check_up_to_date(pf)
 
@@ -112,7 +112,7 @@ def test_edited_text_is_stale_and_only_it_is_recomputed(env, bert_dirs):
 
 
 def test_other_encoder_gets_own_folder_and_becomes_active(env, bert_dirs):
-    pf = PromptFile(path=None, cases=dict(CASES), default=DEFAULT)
+    pf = PromptFile(path=None, cases=dict(CASES), default=DEFAULT, paraphrase={"variants": 0})
     enc_a, enc_b = load_encoder(f"hf:{bert_dirs[0]}"), load_encoder(f"hf:{bert_dirs[1]}")
     cache_a, _ = embed(pf, env, enc_a)
     cache_a20, _ = embed(pf, env, enc_a, max_tokens=20)
@@ -137,7 +137,7 @@ def test_other_encoder_gets_own_folder_and_becomes_active(env, bert_dirs):
 
 
 def test_single_cache_without_active_file_is_used(env, bert_dirs):
-    cache, _ = embed(PromptFile(path=None, cases=dict(CASES)), env, load_encoder(f"hf:{bert_dirs[0]}"))
+    cache, _ = embed(PromptFile(path=None, cases=dict(CASES), paraphrase={"variants": 0}), env, load_encoder(f"hf:{bert_dirs[0]}"))
     os.remove(os.path.join(env, ACTIVE))
     assert load_active_cache(DATASET).folder == cache.folder
     assert cache.no_report_text == "" and cache.no_report_features()[1].sum() == 2  # [CLS] [SEP]
@@ -146,14 +146,14 @@ def test_single_cache_without_active_file_is_used(env, bert_dirs):
 def test_missing_cache_and_missing_case(env, bert_dirs):
     with pytest.raises(TextCacheError, match=r"no text cache for Dataset901_Tiny.*nnUNetv2_tevia_prompts embed -d 901"):
         load_active_cache(901)
-    cache, _ = embed(PromptFile(path=None, cases=dict(CASES)), env, load_encoder(f"hf:{bert_dirs[0]}"))
+    cache, _ = embed(PromptFile(path=None, cases=dict(CASES), paraphrase={"variants": 0}), env, load_encoder(f"hf:{bert_dirs[0]}"))
     with pytest.raises(TextCacheError, match=r"case 'c9' has no cached text in .*manifest.json.*embed -d Dataset901"):
         cache.features("c9")
 
 
 def test_corrupt_npz_is_named_and_repaired(env, bert_dirs):
     enc = load_encoder(f"hf:{bert_dirs[0]}")
-    pf = PromptFile(path=None, cases=dict(CASES), default=DEFAULT)
+    pf = PromptFile(path=None, cases=dict(CASES), default=DEFAULT, paraphrase={"variants": 0})
     cache, _ = embed(pf, env, enc)
     path = cache.text_path(text_sha256(CASES["c3"]))
     with open(path, "r+b") as f:
@@ -171,7 +171,7 @@ def test_corrupt_npz_is_named_and_repaired(env, bert_dirs):
 @pytest.mark.parametrize("damage", ["truncate", "wrong_format"])
 def test_bad_manifest_is_named_and_repaired(env, bert_dirs, damage):
     enc = load_encoder(f"hf:{bert_dirs[0]}")
-    pf = PromptFile(path=None, cases=dict(CASES), default=DEFAULT)
+    pf = PromptFile(path=None, cases=dict(CASES), default=DEFAULT, paraphrase={"variants": 0})
     cache, _ = embed(pf, env, enc)
     path = os.path.join(cache.folder, MANIFEST)
     if damage == "truncate":
@@ -190,7 +190,7 @@ def test_bad_manifest_is_named_and_repaired(env, bert_dirs, damage):
 
 
 def test_interrupted_cache_is_not_used(env, bert_dirs):
-    cache, _ = embed(PromptFile(path=None, cases=dict(CASES)), env, load_encoder(f"hf:{bert_dirs[0]}"))
+    cache, _ = embed(PromptFile(path=None, cases=dict(CASES), paraphrase={"variants": 0}), env, load_encoder(f"hf:{bert_dirs[0]}"))
     path = os.path.join(cache.folder, MANIFEST)
     doc = json.load(open(path))
     doc["complete"] = False

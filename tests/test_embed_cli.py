@@ -61,7 +61,7 @@ def test_stats_and_embed_commands(dataset, bert, capsys):
     from nnunetv2_tevia.text.cache import load_active_cache
 
     folder, pre, _ = dataset
-    save_prompts(PromptFile(path=None, cases=dict(TEXTS)), folder / "tevia_prompts.json")
+    save_prompts(PromptFile(path=None, cases=dict(TEXTS), paraphrase={"variants": 0}), folder / "tevia_prompts.json")
     prompts_entry(["stats", "-d", "904", "-e", f"hf:{bert}", "--max-tokens", "16"])
     out = capsys.readouterr().out
     # img_a/img_c: 14 tokens, img_b: 18 tokens.
@@ -78,7 +78,7 @@ def test_stats_and_embed_commands(dataset, bert, capsys):
 
 def test_embed_command_rejects_bad_prompts_in_one_line(dataset, bert):
     folder, pre, env = dataset
-    save_prompts(PromptFile(path=None, cases={"img_a": TEXTS["img_a"]}), folder / "tevia_prompts.json")
+    save_prompts(PromptFile(path=None, cases={"img_a": TEXTS["img_a"]}, paraphrase={"variants": 0}), folder / "tevia_prompts.json")
     cmd = _script("nnUNetv2_tevia_prompts") or [sys.executable, "-m", "nnunetv2_tevia.cli.prompts_cli"]
     r = subprocess.run(cmd + ["embed", "-d", "904", "-e", f"hf:{bert}"], env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -92,12 +92,12 @@ def test_plan_and_preprocess_checks_prompts_first_then_embeds(dataset, bert):
         [sys.executable, "-m", "nnunetv2_tevia.cli.plan_and_preprocess"]
     args = cmd + ["-d", "904", "-e", f"hf:{bert}", "--max-tokens", "16", "-c", "2d", "-np", "1", "-npfp", "1"]
 
-    save_prompts(PromptFile(path=None, cases={"img_a": TEXTS["img_a"]}), folder / "tevia_prompts.json")
+    save_prompts(PromptFile(path=None, cases={"img_a": TEXTS["img_a"]}, paraphrase={"variants": 0}), folder / "tevia_prompts.json")
     r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "img_b" in r.stderr and "Traceback" not in r.stderr
     assert not (pre / "Dataset904_Pp" / "dataset_fingerprint.json").exists()  # stopped before nnU-Net ran
 
-    save_prompts(PromptFile(path=None, cases=dict(TEXTS)), folder / "tevia_prompts.json")
+    save_prompts(PromptFile(path=None, cases=dict(TEXTS), paraphrase={"variants": 0}), folder / "tevia_prompts.json")
     r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (pre / "Dataset904_Pp" / "nnUNetPlans.json").is_file()  # -c/-np/-npfp reached nnU-Net
@@ -116,8 +116,8 @@ def _embed_args(bert, prompts):
 
 def _prompt_files(folder, tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    save_prompts(PromptFile(path=None, cases=dict(TEXTS)), a)
-    save_prompts(PromptFile(path=None, cases=dict(TEXTS, img_b="no finding.")), b)
+    save_prompts(PromptFile(path=None, cases=dict(TEXTS), paraphrase={"variants": 0}), a)
+    save_prompts(PromptFile(path=None, cases=dict(TEXTS, img_b="no finding."), paraphrase={"variants": 0}), b)
     return a, b
 
 

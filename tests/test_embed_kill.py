@@ -35,7 +35,7 @@ def _make_dataset(raw):
              for i in range(N_TEXTS)}
     for cid in list(cases)[:3]:
         (folder / "imagesTr" / f"{cid}_0000.png").touch()
-    save_prompts(PromptFile(path=None, cases=cases, default="no finding."), folder / "tevia_prompts.json")
+    save_prompts(PromptFile(path=None, cases=cases, default="no finding.", paraphrase={"variants": 0}), folder / "tevia_prompts.json")
     return cases
 
 

@@ -22,9 +22,10 @@ CASES = {
     "c4": "",                                       # no report: the no-report text, never flipped
 }
 DEFAULT = "no finding on the left."  # a no-report text with a side: still not flipped
+NO_PARAPHRASE = {"variants": 0}  # these tests count the mirrored texts; paraphrases are tested in test_prompt_alternatives
 # the manifest's keys before issue 13; a file without "mirror" must give exactly these
 KEYS_BEFORE = {"format", "version", "encoder", "prompt_file", "prompt_file_sha256", "no_report_text",
-               "no_report_sha256", "cases", "complete", "created", "updated", "truncation", "last_run"}
+               "no_report_sha256", "cases", "complete", "created", "updated", "truncation", "last_run", "variants"}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def _embed(pf, root, encoder):
 
 
 def test_without_a_mirror_section_the_manifest_is_unchanged(root, encoder):
-    pf = PromptFile(path=None, default=DEFAULT, cases=dict(CASES))
+    pf = PromptFile(path=None, default=DEFAULT, cases=dict(CASES), paraphrase=NO_PARAPHRASE)
     cache = _embed(pf, root, encoder)
     assert set(cache.manifest) == KEYS_BEFORE
     assert cache.manifest["truncation"]["distinct_texts"] == 4  # c1, c2, c3, no-report text
@@ -56,7 +57,7 @@ def test_without_a_mirror_section_the_manifest_is_unchanged(root, encoder):
 
 
 def test_variants_are_embedded_once_and_read_back(root, encoder):
-    pf = PromptFile(path=None, default=DEFAULT, cases=dict(CASES), mirror=DEFAULT_2D_MAP)
+    pf = PromptFile(path=None, default=DEFAULT, cases=dict(CASES), paraphrase=NO_PARAPHRASE, mirror=DEFAULT_2D_MAP)
     cache = _embed(pf, root, encoder)
     # c1 flipped along 1 is c2's report and the reverse: de-duplicated; "upper" variants are new texts
     variants = {mirror_text(CASES[c], combo, DEFAULT_2D_MAP) for c in ("c1", "c2")
@@ -76,16 +77,16 @@ def test_variants_are_embedded_once_and_read_back(root, encoder):
 
 
 def test_changing_the_word_map_is_stale_and_reembeds_only_new_variants(root, encoder):
-    plain = PromptFile(path=None, default=DEFAULT, cases=dict(CASES))
+    plain = PromptFile(path=None, default=DEFAULT, cases=dict(CASES), paraphrase=NO_PARAPHRASE)
     cache = _embed(plain, root, encoder)
-    with_map = PromptFile(path=None, default=DEFAULT, cases=dict(CASES), mirror=DEFAULT_2D_MAP)
+    with_map = PromptFile(path=None, default=DEFAULT, cases=dict(CASES), paraphrase=NO_PARAPHRASE, mirror=DEFAULT_2D_MAP)
     with pytest.raises(TextCacheError, match="mirror"):
         cache.check_up_to_date(with_map)
     cache = _embed(with_map, root, encoder)
     # the originals are reused and c1 <-> c2 along axis 1 exist already: only "upper right/left ..." are new
     assert cache.manifest["last_run"]["computed_texts"] == 2
     only_columns = MirrorMap.of({1: [("left", "right")]})
-    changed = PromptFile(path=None, default=DEFAULT, cases=dict(CASES), mirror=only_columns)
+    changed = PromptFile(path=None, default=DEFAULT, cases=dict(CASES), paraphrase=NO_PARAPHRASE, mirror=only_columns)
     with pytest.raises(TextCacheError, match="word map changed"):
         cache.check_up_to_date(changed)
     cache = _embed(changed, root, encoder)

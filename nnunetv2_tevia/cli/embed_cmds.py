@@ -75,7 +75,21 @@ def prompt_stats(pf, encoder, max_tokens: int) -> dict:
         "truncated_cases": int((case_counts > max_tokens).sum()),
         "truncated_distinct": int((counts > max_tokens).sum()),
         "no_report_text": nr, "no_report_tokens": encoder.count_tokens([nr])[0],
+        "phrasings": _phrasing_stats(pf, encoder, max_tokens),
     }
+
+
+def _phrasing_stats(pf, encoder, max_tokens: int) -> dict:
+    """The texts training samples besides the reports: alternatives and paraphrases (prompts/paraphrase.py)."""
+    from nnunetv2_tevia.prompts.prompt_file import case_texts
+
+    per_case = [case_texts(pf, c)[1:] for c in pf.cases]
+    distinct = sorted({t for ts in per_case for t in ts})
+    counts = np.asarray(encoder.count_tokens(distinct) if distinct else [], dtype=np.int64)
+    return {"alternatives": sum(len(v) for v in pf.alternatives.values()),
+            "per_case_mean": float(np.mean([len(ts) for ts in per_case])) if per_case else 0.0,
+            "distinct": len(distinct), "truncated_distinct": int((counts > max_tokens).sum()),
+            "settings": pf.paraphrase_settings.to_json()}
 
 
 def _run_stats(args) -> int:
@@ -90,6 +104,11 @@ def _run_stats(args) -> int:
               f"{t['median']:g}, p95 {t['p95']:g}, max {t['max']}")
     print(f"--max-tokens {args.max_tokens}: {s['truncated_cases']} case(s) ({s['truncated_distinct']} distinct "
           f"text(s)) would be truncated; no-report text {s['no_report_text']!r} has {s['no_report_tokens']} tokens")
+    ph = s["phrasings"]
+    print(f"other phrasings sampled in training: {ph['alternatives']} alternative(s) from the file, "
+          f"{ph['per_case_mean']:.1f} per case with the paraphrases ({ph['settings']['variants']} per text, preset "
+          f"{ph['settings']['preset']!r}), {ph['distinct']} distinct, {ph['truncated_distinct']} truncated at "
+          f"--max-tokens {args.max_tokens}")
     if pf.mirror is not None:
         from nnunetv2_tevia.prompts.mirror_words import mirror_summary
 

@@ -26,11 +26,14 @@ def _run_init(args) -> int:
 
 
 def _run_import(args) -> int:
-    r = import_table(args.dataset, args.csv, args.id_column, args.text_column, args.prompts, force=args.force)
+    r = import_table(args.dataset, args.csv, args.id_column, args.text_column, args.prompts, force=args.force,
+                     alternative_columns=args.alternative_columns)
     print(f"{'created' if r.created else 'updated'} {r.path} from {args.csv}")
     print(f"matched {r.matched} of {r.rows} row(s): {r.added} new, {r.replaced} replaced, {r.unchanged} unchanged"
           + (f", {r.kept_different} kept although the table differs (pass --force to replace them)"
              if r.kept_different else ""))
+    if args.alternative_columns:
+        print(f"alternative phrasings added from {', '.join(args.alternative_columns)}: {r.alternatives_added}")
     if r.unmatched:
         print(f"unmatched rows ({len(r.unmatched)}): {shorten(r.unmatched)}")
     print(f"cases without text: {len(r.training_without_text)} training"
@@ -90,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "Default: Image")
     p.add_argument("--text-column", default="Description",
                    help="[OPTIONAL] column holding the report text. Default: Description")
+    p.add_argument("--alternative-columns", nargs="+", default=[], metavar="COLUMN",
+                   help="[OPTIONAL] columns holding other phrasings of each report (e.g. Kvasir-SEG's p1 ... p9_0); "
+                        "they go into the case's \"alternatives\", which training samples from")
     p.add_argument("--force", action="store_true",
                    help="[OPTIONAL] replace texts that already exist in the prompt file and differ from the table")
     p.set_defaults(func=_run_import)

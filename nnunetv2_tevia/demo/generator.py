@@ -274,6 +274,35 @@ def swapped_report(case: dict, seed: int = 0) -> tuple[str, list[str]]:
     return format_report(zones, np.random.default_rng(key)), zones
 
 
+# row name -> (report_templates.WORDINGS key, prompt file name)
+REWORDED_PROMPTS = {"validation wording": ("validation", "tevia_prompts_validation_wording.json"),
+                    "held-out wording": ("held-out", "tevia_prompts_heldout_wording.json")}
+
+
+def reworded_report(case: dict, wording: str, seed: int = 0) -> str:
+    """The case's report (same targets) in ``wording`` (report_templates.WORDINGS), deterministic per case."""
+    key = [seed, 3, list(REWORDED_PROMPTS).index(wording)] + \
+        [int(round(c * 1e4)) for l in case["lesions"] for c in l["center"]]
+    return format_report([l["zone"] for l in case["lesions"] if l["target"]], np.random.default_rng(key),
+                         REWORDED_PROMPTS[wording][0])
+
+
+def write_reworded_variants(dataset_folder: str, case_ids: Optional[list[str]] = None, seed: int = 0) -> dict:
+    """Write the test cases' reports in the validation and the held-out wordings (report_templates.WORDINGS): the
+    same targets, so they are scored against the ordinary labelsTs. Returns {row name: prompt file path}."""
+    meta = load_metadata(dataset_folder)
+    cases = meta["cases"]
+    if case_ids is None:
+        case_ids = sorted(c for c, v in cases.items() if v["split"] == "test")
+    out = {}
+    for row, (_, filename) in REWORDED_PROMPTS.items():
+        texts = {c: reworded_report(cases[c], row, seed) for c in case_ids}
+        out[row] = save_prompts(PromptFile(path=join(dataset_folder, filename), cases=texts,
+                                           classes={"lesion": "the lesions named in the report"},
+                                           mirror=demo_mirror_map(meta["three_d"])))
+    return out
+
+
 def write_swapped_variant(dataset_folder: str, case_ids: Optional[list[str]] = None, seed: int = 0) -> dict:
     """Write swapped reports and matching labels for test cases (default: all test cases).
 

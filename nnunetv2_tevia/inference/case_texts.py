@@ -18,10 +18,13 @@ TextFeatures = Tuple[np.ndarray, np.ndarray]
 
 
 def texts_for_cases(pf: Optional[PromptFile], case_ids: Iterable[str], model_no_report_text: str,
-                    allow_missing_text: bool, inputs: str = "the input") -> Dict[str, str]:
-    """Each case's report; the prompt file's no-report text (or, with ``allow_missing_text``, the model's)
-    for cases without one. A case with neither is an error naming every such case, and so is a prompt file that
-    names none of the cases (``inputs``: where they come from), unless ``allow_missing_text`` asks for that."""
+                    allow_missing_text: bool, inputs: str = "the input", model_serves_no_report: bool = False,
+                    log=print) -> Dict[str, str]:
+    """Each case's report; for a case without one, the prompt file's "default", else the model's no-report text when
+    the model was trained to serve cases without a report (``model_serves_no_report``: text dropout, the default
+    trainer) or ``allow_missing_text`` asks for it; ``log`` says how many cases that is. A case with no text at all
+    is an error naming every such case, and so is a prompt file that names none of the cases (``inputs``: where
+    they come from), unless ``allow_missing_text`` asks for that."""
     cases = pf.cases if pf is not None else {}
     case_ids = list(case_ids)
     if pf is not None and case_ids and not allow_missing_text and not any(k in cases for k in case_ids):
@@ -33,8 +36,9 @@ def texts_for_cases(pf: Optional[PromptFile], case_ids: Iterable[str], model_no_
     # only an explicit "default" of the prompt file stands in for a missing report; otherwise the model's own
     # no-report text (the one it was trained with), and only when the user asked for it
     fallback = pf.default if pf is not None and pf.default else ""
-    if not fallback and allow_missing_text:
+    if not fallback and (allow_missing_text or model_serves_no_report):
         fallback = model_no_report_text
+        allow_missing_text = True
     texts, missing = {}, []
     for k in case_ids:
         text = cases.get(k)
@@ -44,6 +48,13 @@ def texts_for_cases(pf: Optional[PromptFile], case_ids: Iterable[str], model_no_
             texts[k] = fallback
         else:
             missing.append(k)
+    without = [k for k in case_ids if k not in missing and not (isinstance(cases.get(k), str) and cases[k].strip())]
+    if without and not missing:
+        source = "the prompt file's \"default\"" if pf is not None and pf.default else \
+            "the model's no-report text" + (" (it was trained for cases without a report)" if model_serves_no_report
+                                            else "")
+        log(f"{len(without)} of {len(case_ids)} case(s) have no report and are predicted on {source}: "
+            f"{', '.join(without[:5])}{' ...' if len(without) > 5 else ''}")
     if missing:
         where = pf.path if pf is not None and pf.path else "the prompt file (none was given)"
         shown = ", ".join(missing[:10]) + (f" ... and {len(missing) - 10} more" if len(missing) > 10 else "")

@@ -9,6 +9,7 @@ from typing import List, Optional
 PLANS_KEY = "tevia"
 DESIGNS = ("tevia", "reference")  # GuidedStage (guided_stage.py), ReferenceGuidedStage (reference_stage.py)
 DEFAULT_INITIAL_SCALE = {"tevia": 0.1, "reference": 0.01}
+TEXT_READERS = ("conv", "attention")  # TextProjection, AttentionPoolProjection (model/text_projection.py)
 
 
 def default_slot_counts(text_tokens: int, num_stages: int, design: str = "reference") -> List[int]:
@@ -35,15 +36,28 @@ class TeViAConfig:
     encoder: dict = field(default_factory=dict)   # TextCache.encoder_record(): spec, id, revision, max_tokens, dim
     no_report_text: str = ""
     text_dropout: float = 0.0             # > 0: the model also serves cases without a report
+    no_report_training_cases: int = 0     # training cases without a report (trained on the no-report text)
     case_text: bool = True                # False: trained on the no-report text only (_noText ablation)
     patch_position: bool = True           # default design: positions are the patch's place in the image
     mirror: Optional[dict] = None         # mirrorText: the word map (mirror_map_to_json) flipped texts were made with
+    # How the default design reads the tokens into slots (TEXT_READERS), and whether the report's sentence
+    # embedding is one more key. Plans written before these existed read as "conv" without a sentence key.
+    text_reader: str = "conv"
+    sentence_key: bool = False
 
     def __post_init__(self):
         if self.design not in DESIGNS:
             raise ValueError(f"unknown TeViA design {self.design!r}; known: {', '.join(DESIGNS)}")
+        if self.text_reader not in TEXT_READERS:
+            raise ValueError(f"unknown text reader {self.text_reader!r}; known: {', '.join(TEXT_READERS)}")
         if self.initial_scale is None:
             self.initial_scale = DEFAULT_INITIAL_SCALE[self.design]
+
+    @property
+    def serves_no_report(self) -> bool:
+        """Whether the model was trained on the no-report text, so that a case without a report may be predicted on it
+        (docs/text_dropout.md): text dropout, training cases without a report, or _noText."""
+        return self.text_dropout > 0 or self.no_report_training_cases > 0 or not self.case_text
 
     def resolved_slots(self, num_stages: int) -> List[int]:
         if self.slots:

@@ -26,17 +26,19 @@ from nnunetv2_tevia.model.attention import Attention, weights_as_maps
 from nnunetv2_tevia.model.positional_encoding import sinusoidal_encoding_nd
 from nnunetv2_tevia.model.prototype import minmax_normalise
 from nnunetv2_tevia.model.prototype_state import PrototypeState
-from nnunetv2_tevia.model.text_projection import TextProjection
+from nnunetv2_tevia.model.text_projection import AttentionPoolProjection, SentenceProjection, TextProjection
 
 
 class GuidedStage(PrototypeState):
     prototype_space = "stage"  # the prototype is a mean of this stage's own foreground features
 
     def __init__(self, channels: int, text_tokens: int, text_dim: int, slots: int, heads: int = 4,
-                 initial_gate: float = 0.1):
+                 initial_gate: float = 0.1, text_reader: str = "conv", sentence_key: bool = False):
         super().__init__()
         self.channels = channels
-        self.text_projection = TextProjection(text_tokens, text_dim, slots, channels)
+        self.text_projection = TextProjection(text_tokens, text_dim, slots, channels) if text_reader == "conv" \
+            else AttentionPoolProjection(text_dim, slots, channels, heads)
+        self.sentence_projection = SentenceProjection(text_dim, channels) if sentence_key else None
         self.null_key = nn.Parameter(torch.zeros(channels))
         self.norm_query = nn.LayerNorm(channels)
         self.cross_attention = Attention(channels, heads)
@@ -46,14 +48,17 @@ class GuidedStage(PrototypeState):
         self.last_spatial_shape: Optional[tuple] = None  # of the latest input, to reshape attention weights
 
     def project_text(self, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        """(B, L, D) tokens -> keys and values (B, 1 + L_s, C): the null key, then the report's slots."""
+        """(B, L, D) tokens -> keys and values (B, 1 + L_s [+ 1], C): the null key, then the report's slots (and
+        its sentence key)."""
         slots = self.text_projection(text, text_mask)
+        if self.sentence_projection is not None:
+            slots = torch.cat((slots, self.sentence_projection(text, text_mask)), 1)
         null = self.null_key.to(slots.dtype).expand(slots.shape[0], 1, -1)
         return torch.cat((null, slots), 1)
 
     @staticmethod
     def text_vector(projected_text: torch.Tensor) -> torch.Tensor:
-        """The alignment loss's text vector: the mean of the report's slots (the null key left out)."""
+        """The alignment loss's text vector: the mean of the report's keys (the null key left out)."""
         return projected_text[:, 1:].mean(1)
 
     def forward(self, x: torch.Tensor, projected_text: torch.Tensor,
@@ -72,8 +77,10 @@ class GuidedStage(PrototypeState):
         return tokens.transpose(1, 2).reshape(b, c, *spatial)
 
     def key_names(self, n_keys: int) -> List[str]:
-        """File-name-safe names of the keys: the null key, then the report's slots."""
-        return ["null"] + [f"slot{i:02d}" for i in range(n_keys - 1)]
+        """File-name-safe names of the keys: the null key, then the report's slots (and its sentence key)."""
+        n_slots = n_keys - 1 - (self.sentence_projection is not None)
+        return ["null"] + [f"slot{i:02d}" for i in range(n_slots)] + \
+            (["sentence"] if self.sentence_projection is not None else [])
 
     def cross_attention_maps(self) -> Optional[torch.Tensor]:
         """(B, keys, *S): how much each position attended to each key in the latest forward, if it ran with

@@ -1,10 +1,21 @@
 """Per-stage text projections: the report's token features (B, L, D) -> L_s slots of C_s channels.
 
-``TextProjection`` is the default design's, ``ReferenceTextProjection`` the reference code's (kept for
-``nnUNetTrainerTeViA_reference``). Both mix the tokens by their index into slots (the reference's Conv1d).
+``TextProjection`` mixes the tokens by their index into slots (the reference's Conv1d, with its defects removed),
+``AttentionPoolProjection`` pools them by what they say (learned slot queries attend over the tokens), and
+``SentenceProjection`` turns the report's sentence embedding into one more key. ``ReferenceTextProjection`` is the
+reference code's (kept for ``nnUNetTrainerTeViA_reference``). docs/architecture.md has the measurements.
 """
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from nnunetv2_tevia.model.attention import largest_head_count
+
+
+def masked_mean(text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    """(B, L, D), (B, L) -> (B, D): the mean over the valid tokens (sentence-transformers' pooling)."""
+    m = text_mask[..., None].to(text.dtype)
+    return (text * m).sum(1) / m.sum(1).clamp_min(1)
 
 
 class TextProjection(nn.Module):
@@ -29,6 +40,57 @@ class TextProjection(nn.Module):
         """text: (B, L, D); text_mask: (B, L) bool. Returns (B, L_s, C_s)."""
         t = self.norm_in(text) * text_mask[..., None].to(text.dtype)
         return self.norm_out(self.to_channels(self.act(self.token_mix(t))))
+
+
+class AttentionPoolProjection(nn.Module):
+    """``LayerNorm(D)``, then ``L_s`` learned queries attend over the valid tokens (``heads`` heads), GELU,
+    ``Linear(D -> C_s)``, ``LayerNorm(C_s)``.
+
+    A slot collects the tokens whose features match its query wherever they stand in the sentence, so a word that
+    moves ("left lower zone" for "lower left lung") still reaches the same slot; the Conv1d of ``TextProjection``
+    binds a slot to token positions instead. Padding is masked out of the pooling.
+    """
+
+    def __init__(self, text_dim: int, slots: int, channels: int, heads: int = 4):
+        super().__init__()
+        self.heads = largest_head_count(text_dim, heads)
+        self.norm_in = nn.LayerNorm(text_dim)
+        self.queries = nn.Parameter(torch.randn(slots, text_dim) * text_dim ** -0.5)
+        self.key = nn.Linear(text_dim, text_dim)
+        self.act = nn.GELU()
+        self.to_channels = nn.Linear(text_dim, channels)
+        self.norm_out = nn.LayerNorm(channels)
+
+    def forward(self, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """text: (B, L, D); text_mask: (B, L) bool. Returns (B, L_s, C_s)."""
+        b, n, d = text.shape
+        h = self.heads
+        t = self.norm_in(text)
+
+        def split(x):  # (B, N, D) -> (B, h, N, D / h)
+            return x.reshape(x.shape[0], x.shape[1], h, d // h).transpose(1, 2)
+        q = split(self.queries.to(t.dtype).expand(b, -1, -1))
+        valid = text_mask.clone()
+        valid[:, 0] |= ~text_mask.any(1)  # an all-padding row would give NaN; it attends to its first token
+        pooled = F.scaled_dot_product_attention(q, split(self.key(t)), split(t), attn_mask=valid[:, None, None, :])
+        pooled = pooled.transpose(1, 2).reshape(b, -1, d)
+        return self.norm_out(self.to_channels(self.act(pooled)))
+
+
+class SentenceProjection(nn.Module):
+    """The report's sentence embedding (the mean of its token features) -> one key of C_s channels:
+    ``LayerNorm(D)``, ``Linear(D -> C_s)``, GELU, ``Linear``, ``LayerNorm(C_s)``. Paraphrase-trained encoders (the
+    default all-MiniLM-L6-v2) place reworded reports close together in exactly this space."""
+
+    def __init__(self, text_dim: int, channels: int):
+        super().__init__()
+        self.norm_in = nn.LayerNorm(text_dim)
+        self.mlp = nn.Sequential(nn.Linear(text_dim, channels), nn.GELU(), nn.Linear(channels, channels))
+        self.norm_out = nn.LayerNorm(channels)
+
+    def forward(self, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, D), (B, L) -> (B, 1, C_s)."""
+        return self.norm_out(self.mlp(self.norm_in(masked_mean(text, text_mask))))[:, None]
 
 
 class ReferenceTextProjection(nn.Module):

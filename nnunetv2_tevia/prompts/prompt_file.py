@@ -4,14 +4,17 @@
      "default": "text for cases without a report (optional)",
      "classes": {"<label name>": "description"},
      "mirror": {"preset": "2d"} (optional: words that swap when the image is flipped, see mirror_words.py),
-     "cases": {"<case id>": "report text"}}
+     "paraphrase": {"preset": "en", "synonyms": [["lung", "lung field"]], "variants": 4} (optional, paraphrase.py),
+     "cases": {"<case id>": "report text"},
+     "alternatives": {"<case id>": ["another phrasing of its report", ...]} (optional)}
+
+Training samples one of a case's texts per step: its report, its alternatives, and the paraphrases of both.
 
 A case without a text (absent from "cases", or the "" placeholder that `nnUNetv2_tevia_prompts init`
 writes) gets the no-report text (:func:`no_report_text`). Where the file has no no-report text, a ""
 placeholder is an error outside of template editing (``allow_empty``), so a forgotten report is caught
 when the file is loaded rather than when its case is first needed.
 """
-import codecs
 import hashlib
 import json
 import os
@@ -21,13 +24,19 @@ from typing import Optional
 from nnunetv2_tevia.errors import MissingTextError, PromptFileError
 from nnunetv2_tevia.io_utils import atomic_write_json
 from nnunetv2_tevia.prompts.mirror_words import MirrorMap, mirror_map_from_json, mirror_map_to_json, mirror_problems
+from nnunetv2_tevia.prompts.paraphrase import ParaphraseSettings, section_problems, settings_from_json
+from nnunetv2_tevia.prompts.json_checks import decode_utf8  # noqa: F401 (tables.py imports it from here)
+from nnunetv2_tevia.prompts.json_checks import object_with_duplicates as _object_with_duplicates
+from nnunetv2_tevia.prompts.json_checks import type_name as _type_name
+from nnunetv2_tevia.prompts.json_checks import utf8_problem as _utf8_problem
+from nnunetv2_tevia.prompts.phrasings import alternatives_problems, case_texts  # noqa: F401 (case_texts: API)
 
 PROMPTS_FILENAME = "tevia_prompts.json"
 FORMAT = "nnunetv2-tevia-prompts"
 VERSION = 1
 # Checked before reading: a wrong --prompts pointing at an image volume must not be read into memory.
 MAX_PROMPT_FILE_BYTES = 256 * 1024 * 1024
-TOP_LEVEL_KEYS = ("format", "version", "default", "classes", "mirror", "cases")
+TOP_LEVEL_KEYS = ("format", "version", "default", "classes", "mirror", "paraphrase", "cases", "alternatives")
 
 _FIX_VALIDATE = "run `nnUNetv2_tevia_prompts validate -d <dataset>` to list every problem"
 
@@ -39,59 +48,12 @@ class PromptFile:
     default: Optional[str] = None
     classes: dict = field(default_factory=dict)
     mirror: Optional[MirrorMap] = None  # the optional "mirror" section (issue 13): nnUNetTrainerTeViA_mirrorText
+    alternatives: dict = field(default_factory=dict)  # case id -> [other phrasings of its report]
+    paraphrase: Optional[dict] = None  # the optional "paraphrase" section as written; None: the defaults
 
-
-class _JsonObject(dict):
-    """A JSON object that remembers keys given twice (json keeps only the last one silently)."""
-
-    duplicates: list
-
-
-def _object_with_duplicates(pairs):
-    obj = _JsonObject()
-    obj.duplicates = []
-    for k, v in pairs:
-        if k in obj:
-            obj.duplicates.append(k)
-        obj[k] = v
-    return obj
-
-
-def _type_name(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, str):
-        return "a string"
-    return type(value).__name__
-
-
-def _utf8_problem(s: str) -> Optional[str]:
-    # JSON escapes such as "\ud800" decode to lone surrogates, which cannot be written back as UTF-8.
-    try:
-        s.encode("utf-8")
-        return None
-    except UnicodeEncodeError as e:
-        return f"contains an unpaired surrogate escape (\\u{ord(s[e.start]):04x}) at character {e.start}"
-
-
-def decode_utf8(raw: bytes, what: str, fix: str) -> str:
-    """Decode UTF-8, tolerating the BOM that Windows editors and Excel prepend; errors give the byte offset."""
-    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return raw[bom:].decode("utf-8")
-    except UnicodeDecodeError as e:
-        offset = bom + e.start
-        line = raw.count(b"\n", 0, offset) + 1
-        raise PromptFileError(f"{what} is not valid UTF-8: byte 0x{raw[offset]:02x} at byte offset {offset} "
-                              f"(line {line}): {fix}") from None
+    @property
+    def paraphrase_settings(self) -> ParaphraseSettings:
+        return settings_from_json(self.paraphrase)
 
 
 def check_not_a_directory(path: str) -> None:
@@ -215,6 +177,10 @@ def document_problems(doc: dict, path: str, *, allow_empty: bool = False) -> lis
                                 f"(the text for cases without a report)")
         elif _utf8_problem(text):
             problems.append(f"{path}: case {cid!r}: text {_utf8_problem(text)}: fix the text")
+    if "paraphrase" in doc:
+        problems.extend(section_problems(doc["paraphrase"], path))
+    if "alternatives" in doc:
+        problems.extend(alternatives_problems(doc["alternatives"], cases, path))
     return problems
 
 
@@ -222,7 +188,9 @@ def prompts_from_document(doc: dict, path: Optional[str]) -> PromptFile:
     """Build a PromptFile from a document that passed :func:`document_problems`."""
     return PromptFile(path=path, cases=dict(doc["cases"]), default=doc.get("default"),
                       classes=dict(doc.get("classes", {})),
-                      mirror=mirror_map_from_json(doc["mirror"], path) if "mirror" in doc else None)
+                      mirror=mirror_map_from_json(doc["mirror"], path) if "mirror" in doc else None,
+                      alternatives={k: list(v) for k, v in doc.get("alternatives", {}).items()},
+                      paraphrase=dict(doc["paraphrase"]) if "paraphrase" in doc else None)
 
 
 def load_prompts(path, *, allow_empty: bool = False) -> PromptFile:
@@ -247,7 +215,11 @@ def save_prompts(pf: PromptFile, path=None) -> str:
     doc["classes"] = dict(pf.classes)
     if pf.mirror is not None:
         doc["mirror"] = mirror_map_to_json(pf.mirror)
+    if pf.paraphrase is not None:
+        doc["paraphrase"] = dict(pf.paraphrase)
     doc["cases"] = {k: pf.cases[k] for k in sorted(pf.cases)}
+    if pf.alternatives:
+        doc["alternatives"] = {k: list(pf.alternatives[k]) for k in sorted(pf.alternatives)}
     atomic_write_json(path, doc)
     return path
 

@@ -1,7 +1,9 @@
 """What `nnUNetv2_tevia_prompts init | import | validate` do, as functions that return their findings."""
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
+
+from nnunetv2_tevia.prompts.paraphrase import settings_from_json
 
 from nnunetv2_tevia.errors import PromptFileError
 from nnunetv2_tevia.prompts.dataset_cases import (dataset_folder, image_ndim, label_names, test_case_ids,
@@ -58,6 +60,7 @@ class ImportResult:
     unmatched: list = field(default_factory=list)
     training_without_text: list = field(default_factory=list)
     test_without_text: list = field(default_factory=list)
+    alternatives_added: int = 0
 
     @property
     def matched(self) -> int:
@@ -65,10 +68,13 @@ class ImportResult:
 
 
 def import_table(dataset, table: str, id_column: str = "Image", text_column: str = "Description",
-                 prompts: Optional[str] = None, force: bool = False) -> ImportResult:
+                 prompts: Optional[str] = None, force: bool = False,
+                 alternative_columns: Sequence[str] = ()) -> ImportResult:
     """Merge a table's texts into the prompt file (created from the template if absent).
 
     A non-empty text already in the file is replaced only with ``force``: hand edits are not lost by re-importing.
+    ``alternative_columns``: columns of other phrasings of each report, added to the case's "alternatives"
+    (empty cells and texts the case already has are skipped).
     """
     raw = dataset_folder(dataset)
     path = resolve_prompt_path(raw, prompts)
@@ -102,6 +108,16 @@ def import_table(dataset, table: str, id_column: str = "Image", text_column: str
             result.replaced += 1
         else:
             result.kept_different += 1
+
+    for column in alternative_columns:
+        for key, text in read_text_table(table, id_column, column, skip_empty_text=True):
+            cid = match_key_to_case(key, case_ids)
+            if cid is None or not pf.cases.get(cid, "").strip():
+                continue
+            known = pf.alternatives.get(cid, [])
+            if text != pf.cases[cid] and text not in known:
+                pf.alternatives[cid] = known + [text]
+                result.alternatives_added += 1
 
     if rows and not key_of_case:
         example_ids = shorten(sorted(case_ids), 3) or "none: imagesTr and imagesTs are empty"
@@ -156,6 +172,14 @@ def validate_prompts(dataset, prompts: Optional[str] = None, strict: bool = Fals
     pf = prompts_from_document({"cases": cases, "classes": {k: v for k, v in classes.items() if isinstance(v, str)},
                                 "default": default}, path)
     report.no_report_text = no_report_text(pf)
+    alternatives = doc.get("alternatives") if isinstance(doc.get("alternatives"), dict) else {}
+    n_alternatives = sum(len(v) for v in alternatives.values() if isinstance(v, list))
+    if ("alternatives" in doc or "paraphrase" in doc) and not any("paraphrase" in p for p in report.errors):
+        settings = settings_from_json(doc.get("paraphrase"))
+        report.notes.append(f"training samples each case's report, its alternatives ({n_alternatives} for "
+                            f"{len(alternatives)} case(s)) and up to {settings.variants} paraphrase(s) of each "
+                            f"(preset {settings.preset!r}, {len(settings.synonyms)} extra synonym group(s)); "
+                            f"prediction uses the report")
 
     train_ids, test_ids = training_case_ids(raw), test_case_ids(raw)
     report.n_training, report.n_test, report.n_classes = len(train_ids), len(test_ids), len(classes)

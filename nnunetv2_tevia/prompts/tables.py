@@ -70,8 +70,10 @@ def _rows_from_excel(path: str):
                               f"re-save it from Excel as .xlsx, or export it as CSV UTF-8") from None
 
 
-def read_text_table(path, id_column: str = "Image", text_column: str = "Description") -> list:
+def read_text_table(path, id_column: str = "Image", text_column: str = "Description", *,
+                    skip_empty_text: bool = False) -> list:
     """(key, text) per row of a CSV (BOM allowed) or XLSX (first sheet, header in row 1), in file order.
+    ``skip_empty_text``: a row whose text cell is empty is left out (optional columns such as alternatives).
 
     Row numbers in messages are spreadsheet rows: the header is row 1.
     """
@@ -117,6 +119,8 @@ def read_text_table(path, id_column: str = "Image", text_column: str = "Descript
         if not key:
             raise PromptFileError(f"table {path}, row {row_number}: column {id_column!r} is "
                                   f"{_cell_repr(key_cell)}, not a case id or file name: fill it in or delete the row")
+        if skip_empty_text and (text_cell is None or (isinstance(text_cell, str) and not text_cell.strip())):
+            continue
         if not isinstance(text_cell, str) or not text_cell.strip():
             raise PromptFileError(f"table {path}, row {row_number} ({key!r}): column {text_column!r} is "
                                   f"{_cell_repr(text_cell)}, not a report text: write the report there or delete "

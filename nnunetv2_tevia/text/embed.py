@@ -18,6 +18,7 @@ from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
 from nnunetv2_tevia.text.cache import (ACTIVE, FORMAT, MANIFEST, TEXTS, VERSION, TextCache, cache_slug,
                                        load_text_npz)
 from nnunetv2_tevia.text.cache.mirror import MANIFEST_KEY as MIRROR_KEY, mirror_manifest, mirror_variants
+from nnunetv2_tevia.text.cache.variants import MANIFEST_KEY as VARIANTS_KEY, variant_texts, variants_manifest
 from nnunetv2_tevia.text.encoders import TextEncoder
 
 MANIFEST_INTERVAL_S = 1.0
@@ -70,11 +71,18 @@ def embed_prompts(pf, cache_root: str, encoder: TextEncoder, max_tokens: int = 2
     fallback = no_report_text(pf)
     fallback_sha = text_sha256(fallback)
     by_sha[fallback_sha] = fallback
-    # the prompt file's "mirror" section: each report's flipped variants, embedded like any other text
+    # each report's other phrasings (the prompt file's "alternatives" and the paraphrases) that training samples
+    variant_cases, variant_by_sha = variant_texts(pf, case_sha)
+    # the prompt file's "mirror" section: each report's (and each phrasing's) flipped variants
     mirror_map = getattr(pf, "mirror", None)
+    variant_flips = {}
     if mirror_map is not None:
         mirror_cases, mirror_texts = mirror_variants(case_sha, by_sha, mirror_map)
+        variant_flips, flipped_variant_texts = mirror_variants({s: s for s in variant_by_sha}, variant_by_sha,
+                                                               mirror_map)
         by_sha.update(mirror_texts)
+        by_sha.update(flipped_variant_texts)
+    by_sha.update(variant_by_sha)
 
     n_tokens: Dict[str, int] = {}
     todo = []
@@ -99,6 +107,7 @@ def embed_prompts(pf, cache_root: str, encoder: TextEncoder, max_tokens: int = 2
         manifest["cases"] = {cid: sha for cid, sha in sorted(case_sha.items()) if sha in n_tokens}
         if mirror_map is not None:
             manifest[MIRROR_KEY] = mirror_manifest(mirror_map, mirror_cases, n_tokens)
+        manifest[VARIANTS_KEY] = variants_manifest(pf, variant_cases, variant_flips, n_tokens)
         manifest["complete"] = complete
         manifest["updated"] = _now()
         atomic_write_json(os.path.join(folder, MANIFEST), manifest)

@@ -1,9 +1,11 @@
 """Each case's cached text features as one table on the training device, looked up by ``batch['keys']``.
 
 Built once from the active text cache when the trainer initialises: no I/O and no encoder in the
-training loop. Row 0 is the no-report text.
+training loop. Row 0 is the no-report text. A case's report has one row; its other phrasings (the prompt file's
+"alternatives" and the paraphrases, text/cache/variants.py) have rows of their own, and training draws one of the
+case's rows per sample (``row_indices(..., rng=...)``); validation and prediction always use the report itself.
 """
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,6 +23,8 @@ class CaseTextTable:
         self.masks = torch.from_numpy(masks)         # (R, L) bool
         self.rows = rows                             # case id -> row; cases without a report -> NO_REPORT_ROW
         self.flip_rows: Dict[str, Dict[tuple, int]] = {}  # case id -> flipped map axes -> row of its flipped report
+        self.variant_rows: Dict[str, List[int]] = {}  # case id -> rows of its other phrasings
+        self.variant_flip_rows: Dict[int, Dict[tuple, int]] = {}  # phrasing row -> flipped map axes -> row
         self.flip_patch_to_map, self.flip_map_axes = (), ()
 
     @classmethod
@@ -48,7 +52,30 @@ class CaseTextTable:
                 f"{len(missing)} training case(s) of {dataset} have no report text in the active text cache "
                 f"{cache.folder}: {shown}. Write their reports into {prompt_file} (or set a \"default\" text "
                 f"there), then run: nnUNetv2_tevia_prompts embed -d {dataset}")
-        return cls(np.stack(feats), np.stack(masks), rows)
+        table = cls(np.stack(feats), np.stack(masks), rows)
+        table._add_variant_rows(cache)
+        return table
+
+    def _add_variant_rows(self, cache) -> None:
+        feats, masks, row_of = [], [], {}
+        for k, row in self.rows.items():
+            if row == NO_REPORT_ROW:
+                continue
+            for sha in cache.variant_shas(k):
+                if sha not in row_of:
+                    f, m = cache.features_of_text(sha, f"a phrasing of case {k!r}")
+                    row_of[sha] = len(self.features) + len(feats)
+                    feats.append(f)
+                    masks.append(m)
+                self.variant_rows.setdefault(k, []).append(row_of[sha])
+        self._variant_sha = {r: s for s, r in row_of.items()}
+        self._append(feats, masks)
+
+    def _append(self, feats, masks) -> None:
+        if feats:
+            device = self.features.device
+            self.features = torch.cat((self.features, torch.from_numpy(np.stack(feats)).to(device)))
+            self.masks = torch.cat((self.masks, torch.from_numpy(np.stack(masks)).to(device)))
 
     def to(self, device: torch.device) -> "CaseTextTable":
         self.features = self.features.to(device)
@@ -68,24 +95,33 @@ class CaseTextTable:
                 self.flip_rows.setdefault(k, {})[parse_flip_key(key)] = len(self.features) + len(feats)
                 feats.append(f)
                 masks.append(m)
-        if feats:
-            device = self.features.device
-            self.features = torch.cat((self.features, torch.from_numpy(np.stack(feats)).to(device)))
-            self.masks = torch.cat((self.masks, torch.from_numpy(np.stack(masks)).to(device)))
+        for row, sha in getattr(self, "_variant_sha", {}).items():
+            for key, fsha in cache.variant_flips(sha).items():
+                f, m = cache.features_of_text(fsha, f"a flipped phrasing ({key})")
+                self.variant_flip_rows.setdefault(row, {})[parse_flip_key(key)] = len(self.features) + len(feats)
+                feats.append(f)
+                masks.append(m)
+        self._append(feats, masks)
         self.flip_patch_to_map, self.flip_map_axes = tuple(patch_to_map), tuple(map_axes)
 
-    def row_indices(self, keys: Sequence[str], mirror_axes=None) -> List[int]:
-        """Each key's row; with ``mirror_axes`` (bool (B, patch ndim), batch['mirror_axes']), the row of the report
-        as it reads after that sample's flips."""
+    def row_indices(self, keys: Sequence[str], mirror_axes=None, rng: Optional[np.random.Generator] = None
+                    ) -> List[int]:
+        """Each key's row; with ``rng`` (training), a row drawn uniformly from the case's report and its other
+        phrasings; with ``mirror_axes`` (bool (B, patch ndim), batch['mirror_axes']), the row of that text as it
+        reads after that sample's flips."""
         try:
             rows = [self.rows[k] for k in keys]
         except KeyError as e:
             raise TextCacheError(f"case {e.args[0]} is not in the text table built from the active cache; "
                                  f"re-run nnUNetv2_tevia_prompts embed for this dataset") from None
-        if mirror_axes is None or not self.flip_rows:
+        if rng is not None and self.variant_rows:
+            choices = [[r] + self.variant_rows.get(k, []) for k, r in zip(keys, rows)]
+            rows = [c[int(rng.integers(len(c)))] for c in choices]
+        if mirror_axes is None or not (self.flip_rows or self.variant_flip_rows):
             return rows
         flips = sample_flips(mirror_axes, self.flip_patch_to_map, self.flip_map_axes)
-        return [self.flip_rows.get(k, {}).get(f, r) for k, f, r in zip(keys, flips, rows)]
+        return [self.flip_rows.get(k, {}).get(f, r) if r == self.rows[k] else self.variant_flip_rows.get(r, {}).get(f, r)
+                for k, f, r in zip(keys, flips, rows)]
 
     def lookup(self, rows: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(rows, device=self.features.device, dtype=torch.long)

@@ -13,6 +13,8 @@ from nnunetv2_tevia.errors import TextCacheError
 from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
 from nnunetv2_tevia.text.cache.mirror import (MANIFEST_KEY as MIRROR_KEY, cached_mirror_map, flip_key,
                                               manifest_mirror_problem, mirror_map_change)
+from nnunetv2_tevia.text.cache.variants import (MANIFEST_KEY as VARIANTS_KEY, manifest_variants_problem,
+                                                variants_change)
 
 MANIFEST = "manifest.json"
 TEXTS = "texts"
@@ -164,6 +166,17 @@ class TextCache:
             return self.features(case_id)
         return self._load(sha, f"text of case {case_id!r} flipped along axes {flip_key(flipped_axes)}")
 
+    def variant_shas(self, case_id: str) -> List[str]:
+        """sha256 of each of the case's texts other than its report (text/cache/variants.py)."""
+        return list(self.manifest.get(VARIANTS_KEY, {}).get("cases", {}).get(case_id, []))
+
+    def variant_flips(self, sha: str) -> Dict[str, str]:
+        """{flip key: sha256} of one phrasing's flipped variants that differ from it."""
+        return dict(self.manifest.get(VARIANTS_KEY, {}).get("flips", {}).get(sha, {}))
+
+    def features_of_text(self, sha: str, what: str) -> Tuple[np.ndarray, np.ndarray]:
+        return self._load(sha, what)
+
     def stale_cases(self, pf) -> List[str]:
         """Cases whose text was edited, added or removed in ``pf`` since embedding."""
         current = {cid: text_sha256(t) for cid, t in pf.cases.items() if isinstance(t, str) and t.strip()}
@@ -186,6 +199,9 @@ class TextCache:
         mirror = mirror_map_change(self.mirror_map, getattr(pf, "mirror", None))
         if mirror:
             parts.append(mirror)
+        variants = variants_change(self.manifest, pf)
+        if variants:
+            parts.append(variants)
         if parts:
             where = pf.path or "the prompt file"
             raise TextCacheError(f"text cache {self.folder} is stale for {where}: {'; '.join(parts)}: run "
@@ -205,8 +221,10 @@ def _manifest_problem(m) -> Optional[str]:
     if not isinstance(m.get("cases"), dict) or not isinstance(m.get("no_report_text"), str) \
             or not isinstance(m.get("no_report_sha256"), str):
         return "cases or no-report text missing"
-    if MIRROR_KEY in m:
+    if MIRROR_KEY in m and manifest_mirror_problem(m[MIRROR_KEY]):
         return manifest_mirror_problem(m[MIRROR_KEY])
+    if VARIANTS_KEY in m:
+        return manifest_variants_problem(m[VARIANTS_KEY])
     return None
 
 

@@ -28,6 +28,9 @@ from nnunetv2_tevia.training.variants.mirror_text import (nnUNetTrainerTeViA_loc
 from nnunetv2_tevia.training.variants.reference import nnUNetTrainerTeViA_reference
 from nnunetv2_tevia.training.variants.snapshots import SnapshotMixin
 from nnunetv2_tevia.training.variants.text_dropout import nnUNetTrainerTeViA_textDropout
+from nnunetv2_tevia.training.variants.text_reading import (nnUNetTrainerTeViA_noParaphrase,
+                                                           nnUNetTrainerTeViA_noTextDropout,
+                                                           nnUNetTrainerTeViA_oneWording)
 
 SEED_ENV = "TEVIA_BENCH_SEED"
 EPOCHS_ENV = "TEVIA_BENCH_EPOCHS"
@@ -48,7 +51,8 @@ __all__ = [f"{base.__name__}_{budget}" for base in (nnUNetTrainer, nnUNetTrainer
                                                       nnUNetTrainerTeViA_textDropout, nnUNetTrainerTeViA_fullDA,
                                                       nnUNetTrainerTeViA_reference, nnUNetTrainerTeViA_mirrorText,
                                                       nnUNetTrainerTeViA_locationSafe)
-           for budget in BUDGETS]
+           for budget in BUDGETS] + [f"{base.__name__}_cpuBudget" for base in (
+               nnUNetTrainerTeViA_noParaphrase, nnUNetTrainerTeViA_noTextDropout, nnUNetTrainerTeViA_oneWording)]
 
 
 def seed_everything(seed: int) -> None:
@@ -218,4 +222,16 @@ class nnUNetTrainerTeViA_locationSafe_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_l
 
 
 class nnUNetTrainerTeViA_locationSafe_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_locationSafe):
+    pass
+
+
+class nnUNetTrainerTeViA_noParaphrase_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_noParaphrase):
+    pass
+
+
+class nnUNetTrainerTeViA_noTextDropout_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_noTextDropout):
+    pass
+
+
+class nnUNetTrainerTeViA_oneWording_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_oneWording):
     pass

@@ -18,6 +18,11 @@ from nnunetv2_tevia.training.variants.mirror_text import (nnUNetTrainerTeViA_loc
                                                           nnUNetTrainerTeViA_mirrorText)
 from nnunetv2_tevia.training.variants.reference import nnUNetTrainerTeViA_reference
 from nnunetv2_tevia.training.variants.text_dropout import nnUNetTrainerTeViA_textDropout
+from nnunetv2_tevia.training.variants.text_reading import (nnUNetTrainerTeViA_attentionReader,
+                                                           nnUNetTrainerTeViA_noParaphrase,
+                                                           nnUNetTrainerTeViA_noSentenceKey,
+                                                           nnUNetTrainerTeViA_noTextDropout,
+                                                           nnUNetTrainerTeViA_oneWording)
 
 
 class _DemoBudget(SnapshotMixin):
@@ -76,3 +81,23 @@ class nnUNetTrainerTeViA_mirrorText_demoBudget(_DemoBudget, nnUNetTrainerTeViA_m
 
 class nnUNetTrainerTeViA_locationSafe_demoBudget(_DemoBudget, nnUNetTrainerTeViA_locationSafe):
     """The demo budget without mirroring (the demo's default before issue 13)."""
+
+
+class nnUNetTrainerTeViA_noParaphrase_demoBudget(_DemoBudget, nnUNetTrainerTeViA_noParaphrase):
+    pass
+
+
+class nnUNetTrainerTeViA_noSentenceKey_demoBudget(_DemoBudget, nnUNetTrainerTeViA_noSentenceKey):
+    pass
+
+
+class nnUNetTrainerTeViA_noTextDropout_demoBudget(_DemoBudget, nnUNetTrainerTeViA_noTextDropout):
+    pass
+
+
+class nnUNetTrainerTeViA_attentionReader_demoBudget(_DemoBudget, nnUNetTrainerTeViA_attentionReader):
+    pass
+
+
+class nnUNetTrainerTeViA_oneWording_demoBudget(_DemoBudget, nnUNetTrainerTeViA_oneWording):
+    """The demo budget with the design before issue 19 (the report's own wording only)."""

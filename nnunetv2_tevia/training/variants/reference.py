@@ -17,3 +17,5 @@ class nnUNetTrainerTeViA_reference(nnUNetTrainerTeViA):
         self.tevia_design = "reference"
         self.text_optimizer = None
         self.mirror_text = False  # the reference code does not mirror
+        self.sample_text_variants = False  # it trains on each report's own wording, and never without a report
+        self.text_dropout = 0.0
