@@ -93,13 +93,21 @@ def build(plans: PlansManager):
     return net.eval()
 
 
-def test_text_dropout_network_predicts_on_no_report_text_without_being_given_text(monkeypatch):
+def test_text_dropout_network_serves_the_no_report_text_but_only_when_given_it(monkeypatch):
+    """Issue 20: a forward that reaches the network without a text raises, also for a text-dropout model (the
+    default); nnUNetv2_tevia_predict passes the no-report text explicitly for a case without a report."""
     monkeypatch.delenv(ALLOW_NO_REPORT_ENV, raising=False)
     net = build(plans_with(0.3))
-    assert net.allow_no_report
+    assert not net.allow_no_report and net.config.serves_no_report
     x = torch.randn(2, 1, 32, 32)
+    with pytest.raises(MissingTextError, match=ALLOW_NO_REPORT_ENV):
+        net(x)
+    monkeypatch.setenv(ALLOW_NO_REPORT_ENV, "1")
+    net = build(plans_with(0.3))
+    torch.manual_seed(0)
+    net.set_no_report_text(torch.randn(L, D), torch.arange(L) < 4)
     with torch.no_grad():
-        implicit = net(x)
+        implicit = net.eval()(x)
         explicit = net(x, net.no_report_text_features[None].expand(2, -1, -1),
                        net.no_report_text_mask[None].expand(2, -1))
         other = net(x, torch.randn(2, L, D), torch.ones(2, L, dtype=torch.bool))

@@ -188,7 +188,7 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         # every call reads the reports again: ``self.prompts`` may have changed since a case was last embedded
         source = list_of_lists_or_source_folder if isinstance(list_of_lists_or_source_folder, str) else "the input"
         texts = texts_for_cases(self.prompts, case_ids, self.tevia_config.no_report_text, self.allow_missing_text,
-                                source)
+                                source, model_serves_no_report=self.tevia_config.serves_no_report)
         if ofiles is not None:  # an output is kept only if this text and this model made it (prediction_records.py)
             keep = cases_to_predict(ofiles, case_ids, texts, model_fingerprint(self), self.dataset_json["file_ending"],
                                     save_probabilities, overwrite)

@@ -57,12 +57,13 @@ class TeViANetwork(nn.Module):
             # the output of decoder stage s has the channels of the skip it was concatenated with
             channels = [self.encoder.output_channels[-(s + 2)] for s in range(num_stages)]
             stages = [GuidedStage(c, config.text_tokens, config.text_dim, l, config.cross_attention_heads,
-                                  config.initial_scale) for c, l in zip(channels, slots)]
+                                  config.initial_scale, config.text_reader, config.sentence_key)
+                      for c, l in zip(channels, slots)]
         self.guidance = nn.ModuleList(stages)
         self.guides_inputs = config.design == "reference"
         self.register_buffer("no_report_text_features", torch.zeros(config.text_tokens, config.text_dim))
         self.register_buffer("no_report_text_mask", torch.zeros(config.text_tokens, dtype=torch.bool))
-        self.allow_no_report = config.text_dropout > 0
+        self.allow_no_report = not config.case_text  # _noText; others only by explicit opt-in (build_network_architecture)
         # what the forwards inside ``case_text`` / ``patch_box`` blocks are not given; never in the state dict
         self._text: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         self._patch_box: Optional[torch.Tensor] = None

@@ -11,7 +11,6 @@ from unittest import mock
 import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
 import numpy as np
 import torch
-from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.helpers import dummy_context
@@ -34,11 +33,12 @@ from nnunetv2_tevia.training.prototype_updates import activate_prototypes, proto
 from nnunetv2_tevia.training.tevia_logger import TeViALocalLogger
 from nnunetv2_tevia.training.text_aware_dataset import with_load_case_callback
 from nnunetv2_tevia.training.text_mirroring import TextMirroring
+from nnunetv2_tevia.training.text_setup import TextSetup
 
 ALLOW_NO_REPORT_ENV = "NNUNETV2_TEVIA_ALLOW_NO_REPORT"
 
 
-class nnUNetTrainerTeViA(TextMirroring, TeViACheckpoints, nnUNetTrainer):
+class nnUNetTrainerTeViA(TextSetup, TextMirroring, TeViACheckpoints, nnUNetTrainer):
     data_loader_class = MirrorBoxLoader  # nnU-Net's loader plus batch['patch_box'] and batch['mirror_axes']
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -48,6 +48,10 @@ class nnUNetTrainerTeViA(TextMirroring, TeViACheckpoints, nnUNetTrainer):
         # code's arrangement, nnUNetTrainerTeViA_reference). docs/architecture.md says what differs and why.
         self.tevia_design = "tevia"
         self.num_guided_stages = 3
+        # How the guided stages read the report (model/config.py TEXT_READERS; docs/architecture.md, "Reading what
+        # a report means"): slots mixed from the token positions, plus the report's sentence embedding as a key
+        self.text_reader = "conv"
+        self.sentence_key = True
         self.alignment_weight = 0.1
         self.cross_attention_initial_scale: Optional[float] = None  # None: the design's default (0.1; reference 0.01)
         # The text pathway's own optimizer ("adamw"); None puts it into nnU-Net's SGD with the U-Net. The U-Net
@@ -63,7 +67,12 @@ class nnUNetTrainerTeViA(TextMirroring, TeViACheckpoints, nnUNetTrainer):
         self.use_case_text = True        # False: every case gets the no-report text (_noText)
         # Positions are where a patch (training crop, sliding-window tile) lies in its image; False: in the patch
         self.use_patch_position = True
-        self.text_dropout = 0.0          # probability of training a case on the no-report text
+        # Probability of training a sample on the no-report text, so that a case without a report is inside the
+        # training distribution (docs/text_dropout.md has what it costs and gives); 0: _noTextDropout
+        self.text_dropout = 0.2
+        # Train each sample on one of its case's phrasings: the report, the prompt file's "alternatives" and the
+        # paraphrases the cache holds (prompts/paraphrase.py); False: always the report (_noParaphrase)
+        self.sample_text_variants = True
         # Reports name sides and zones; mirroring and large rotations would pair a flipped image with
         # unflipped text. False restores nnU-Net's full augmentation and test-time mirroring (_fullDA).
         self.location_safe_augmentation = True
@@ -106,7 +115,10 @@ class nnUNetTrainerTeViA(TextMirroring, TeViACheckpoints, nnUNetTrainer):
                                                         num_output_channels, enable_deep_supervision)
         config = TeViAConfig.from_dict(plans_manager.plans[PLANS_KEY])
         network = TeViANetwork(base, config)
-        network.allow_no_report = (config.text_dropout > 0 or not config.case_text
+        # A forward without text is refused even for models that serve cases without a report (text dropout, the
+        # default): nnUNetv2_tevia_predict gives such a case the no-report text explicitly and says so; a stock
+        # nnUNetv2_predict has to be told with the environment variable that its results are text-free.
+        network.allow_no_report = (not config.case_text
                                    or os.environ.get(ALLOW_NO_REPORT_ENV, "0").lower() in ("1", "true"))
         return network
 
@@ -121,45 +133,6 @@ class nnUNetTrainerTeViA(TextMirroring, TeViACheckpoints, nnUNetTrainer):
         net = unwrap(self.network)
         features, mask = self.text_table.features[NO_REPORT_ROW], self.text_table.masks[NO_REPORT_ROW]
         net.set_no_report_text(features.float(), mask)
-
-    def _prepare_text(self):
-        """Load the dataset's active text cache, check it, and record the text settings in the plans."""
-        from nnunetv2_tevia.prompts.prompt_file import load_prompts
-        from nnunetv2_tevia.text.cache import load_active_cache
-
-        dataset = self.plans_manager.dataset_name
-        cache = load_active_cache(dataset)
-        prompt_file = cache.manifest.get("prompt_file", "")
-        if prompt_file and os.path.isfile(prompt_file):
-            # also catches an edited "default"/classes: the no-report row would differ from inference's
-            cache.check_up_to_date(load_prompts(prompt_file))
-        else:
-            self.print_to_log_file(f"WARNING: the prompt file {prompt_file!r} recorded in the text cache is not "
-                                   f"here; the cached embeddings are used as they are")
-        case_ids = infer_dataset_class(self.preprocessed_dataset_folder).get_identifiers(
-            self.preprocessed_dataset_folder)
-        no_report_allowed = bool(cache.no_report_text) or self.text_dropout > 0 or not self.use_case_text
-        self.text_table = CaseTextTable.from_cache(cache, case_ids if self.use_case_text else [],
-                                                   no_report_allowed, dataset, prompt_file)
-        if not self.use_case_text:
-            self.text_table.rows = {k: NO_REPORT_ROW for k in case_ids}
-        self.text_table.to(self.device)
-
-        n_decoder_stages = self.configuration_manager.network_arch_init_kwargs["n_stages"] - 1
-        num_stages = min(self.num_guided_stages, n_decoder_stages)
-        config = TeViAConfig(text_tokens=cache.max_tokens, text_dim=cache.dim, design=self.tevia_design,
-                             num_guided_stages=num_stages, encoder=cache.encoder_record(),
-                             no_report_text=cache.no_report_text, text_dropout=self.text_dropout,
-                             case_text=self.use_case_text, initial_scale=self.cross_attention_initial_scale,
-                             patch_position=self.use_patch_position)
-        config.slots = config.resolved_slots(num_stages)
-        # the same dict object is saved as plans.json and, through init_args, in every checkpoint
-        self.plans_manager.plans[PLANS_KEY] = config.to_dict()
-        self.print_to_log_file(f"TeViA text: {cache.encoder_id} ({cache.revision}), {cache.max_tokens} tokens x "
-                               f"{cache.dim} dims, {config.design} design, {num_stages} guided stages with slots "
-                               f"{config.slots}; cache {cache.folder}")
-        if self.mirror_text and self.location_safe_augmentation:
-            self._setup_text_mirroring(cache)
 
     # ------------------------------------------------------------------ optimizer
     def configure_optimizers(self):
@@ -185,7 +158,10 @@ class nnUNetTrainerTeViA(TextMirroring, TeViACheckpoints, nnUNetTrainer):
 
     # ------------------------------------------------------------------ text per batch
     def _batch_text(self, keys, training: bool, mirror_axes=None):
-        rows = self.text_table.row_indices(keys, mirror_axes)
+        # training reads one of each case's phrasings (its report, alternatives, paraphrases); validation the report
+        sample = training and getattr(self, "sample_text_variants", False)
+        rows = self.text_table.row_indices(keys, mirror_axes, rng=np.random.default_rng(
+            np.random.randint(2 ** 31)) if sample else None)
         if training and self.text_dropout > 0:
             drop = np.random.random_sample(len(rows)) < self.text_dropout
             rows = [NO_REPORT_ROW if d else r for r, d in zip(rows, drop)]
