@@ -1,6 +1,7 @@
 """The benchmark's outputs: results.json summarised over seeds, as a markdown table and a PNG plot."""
 import io
 import math
+import os
 from typing import Dict, List
 
 import matplotlib
@@ -67,6 +68,14 @@ def _cell(stat: Dict, digits: int) -> str:
     return text
 
 
+def code_text(code: Dict) -> str:
+    """A provenance record's code version in words (nnunetv2_tevia/evaluation/provenance.py)."""
+    if "git_commit" in code:
+        return f"commit {code['git_commit'][:10]}" + (" with uncommitted changes" if code.get("uncommitted_changes")
+                                                       else "")
+    return f"nnunetv2-tevia {code.get('package_version', 'unknown')}"
+
+
 def markdown(results: Dict) -> str:
     cfg, machine = results["config"], results["machine"]
     summary = summarise_runs([r for r in results["runs"] if r.get("scores")])
@@ -86,6 +95,12 @@ def markdown(results: Dict) -> str:
     lines.append(f"Split: fold {cfg['fold']} of splits_final.json, {cfg['n_train']} training cases, {cfg['n_val']} "
                  f"held out of imagesTr for nnU-Net's per-epoch pseudo Dice; every model predicts with "
                  f"checkpoint_final.pth. Test: {cfg['n_test']} cases of imagesTs scored against labelsTs.")
+    models = [r["made_by"]["model"] for r in results["runs"] if (r.get("made_by") or {}).get("model")]
+    if models:
+        folders = sorted({r["model_folder"] for r in results["runs"]})
+        lines.append(f"Made by: {', '.join(sorted({code_text(m['code']) for m in models}))}; models in "
+                     f"{os.path.commonpath(folders) if len(folders) > 1 else folders[0]}. Each row's model folder, "
+                     f"the arguments that trained it and the prediction it scores: results.json (`made_by`).")
     lines += ["", "| trainer | seeds | per-case Dice | per-case IoU | pooled Dice | pooled IoU | s / iteration | "
                   "peak RSS (MiB) | peak GPU (MiB) | training wall time (min) |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -1,11 +1,10 @@
 """Scores of a prediction folder against a label folder, read with the dataset's own nnU-Net reader."""
-import os
 from typing import Dict, List
 
 from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
 
-from nnunetv2_tevia.evaluation.metrics import confusion_counts, summarise
+from nnunetv2_tevia.evaluation.metrics import confusion_counts, prediction_files, summarise
 
 
 def foreground_labels(dataset_json: Dict) -> Dict[str, int]:
@@ -24,10 +23,8 @@ def score_folder(pred_folder: str, gt_folder: str, case_ids: List[str], dataset_
     reader = determine_reader_writer_from_dataset_json(dataset_json, join(gt_folder, case_ids[0] + ending))()
     labels = foreground_labels(dataset_json)
     counts = {name: {} for name in labels}
-    for case_id in case_ids:
-        pred_file, gt_file = join(pred_folder, case_id + ending), join(gt_folder, case_id + ending)
-        if not os.path.isfile(pred_file):
-            raise FileNotFoundError(f"no prediction {pred_file} for test case {case_id}")
+    for case_id, pred_file in prediction_files(pred_folder, case_ids, ending).items():  # the demo's rule too
+        gt_file = join(gt_folder, case_id + ending)
         pred, _ = reader.read_seg(pred_file)
         gt, _ = reader.read_seg(gt_file)
         for name, value in labels.items():

@@ -32,6 +32,18 @@ class AttentionStageError(TeViAError, ValueError):
     """--attention-stage names a guided stage the model does not have."""
 
 
+class StepFailedError(TeViAError):
+    """A command that the demo or the benchmark runs (training, prediction) failed; the message names its log."""
+
+
+class StaleResultError(TeViAError):
+    """A work folder holds a result made with other arguments than the ones given now."""
+
+
+class MissingPredictionError(TeViAError, FileNotFoundError):
+    """A case to score has no prediction file (it is never left out of a mean)."""
+
+
 class TrainingSetupError(TeViAError, SystemExit):
     """A TeViA trainer cannot start: no or a stale text cache, a checkpoint of another encoder or design.
 

@@ -1,18 +1,22 @@
-"""benchmarks/run_benchmark.py end to end on tiny synthetic data: split, train, predict, score, no-report rows,
-a second call that finds everything done, and --report-only writing only what is scored.
+"""benchmarks/run_benchmark.py end to end on tiny synthetic data: split, train, predict, score, the no-report, other
+case's report and --extra-reports rows, a second call that finds everything done, --report-only writing only what is
+scored, a call with another budget that stops, a kill -9 during prediction, and a retrain that drops old results.
 
 Two trainers of 2 steps each on the demo generator's 32 x 32 images; slow (about 2-3 min on a 2-core CPU).
 """
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from nnunetv2_tevia.demo.generator import generate_demo_dataset
+from nnunetv2_tevia.prompts.prompt_file import PromptFile, load_prompts, save_prompts
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +59,13 @@ def bench(tmp_path_factory):
     tool = shutil.which("nnUNetv2_tevia_plan_and_preprocess", path=env["PATH"])
     _run([tool, "-d", DATASET, "-c", "2d", "-np", "1"], env)
     out = root / "out"
+    # an alternative report file in the project's prompt format: each test report in another wording
+    pf = load_prompts(str(root / "raw" / f"Dataset{DATASET}_TeViADemo" / "tevia_prompts.json"))
+    stub = save_prompts(PromptFile(path=str(root / "stub_prompts.json"), classes=pf.classes, mirror=pf.mirror,
+                                   cases={k: "Findings: " + v for k, v in pf.cases.items() if k.startswith("test_")}))
     args = [sys.executable, SCRIPT, "-d", DATASET, "-o", out, "--trainers", "nnUNetTrainer", "nnUNetTrainerTeViA",
-            "--val-cases", "2", "--no-report", "-device", "cpu"]
+            "--val-cases", "2", "--no-report", "--other-case-report", "--extra-reports", f"stub wording={stub}",
+            "-device", "cpu"]
     first = _run(args, env)
     return root, env, out, args, first
 
@@ -65,10 +74,27 @@ def test_trains_predicts_and_scores_every_run(bench):
     root, env, out, args, first = bench
     results = json.loads((out / "results.json").read_text())
     rows = {r["base_trainer"]: r for r in results["runs"]}
-    assert set(rows) == {"nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA (no report)"}
+    assert set(rows) == {"nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA (no report)",
+                         "nnUNetTrainerTeViA (another case's report)", "nnUNetTrainerTeViA (stub wording)"}
     for name, row in rows.items():
         scores = row["scores"]["mean_over_labels"]
         assert 0.0 <= scores["per_case_dice"] <= 1.0 and 0.0 <= scores["pooled_dice"] <= 1.0, name
+        # every row names its model folder, the arguments that trained it and the prediction it scores
+        assert row["model_folder"] == rows["nnUNetTrainer" if name == "nnUNetTrainer" else "nnUNetTrainerTeViA"][
+            "model_folder"]
+        assert row["made_by"]["model"]["arguments"]["seed"] == 0 and row["made_by"]["model"]["code"], name
+        assert row["made_by"]["prediction"]["inputs"]["model"] == row["made_by"]["model"]["id"], name
+    stub_row = rows["nnUNetTrainerTeViA (stub wording)"]["made_by"]["prediction"]["arguments"]
+    assert stub_row["prompts"].endswith("stub_prompts.json")
+    other = json.loads(Path(rows["nnUNetTrainerTeViA (another case's report)"]["made_by"]["prediction"]["arguments"]
+                            ["prompts"]).read_text())["cases"]
+    own = json.loads((root / "raw" / f"Dataset{DATASET}_TeViADemo" / "tevia_prompts.json").read_text())["cases"]
+    test_ids = sorted(k for k in own if k.startswith("test_"))
+    assert sorted(other) == test_ids and sorted(other.values()) == sorted(own[k] for k in test_ids)
+    for k in test_ids:  # each case predicted with another test case's report
+        assert other[k] in [own[j] for j in test_ids if j != k]
+    assert "| nnUNetTrainerTeViA (stub wording) |" in (out / "results.md").read_text()
+    assert "Made by: " in (out / "results.md").read_text()  # the code version(s) that trained the models
     for name in ("nnUNetTrainer", "nnUNetTrainerTeViA"):
         assert rows[name]["timing"]["epochs"] == 1 and rows[name]["timing"]["iterations_per_epoch"] == 2
         preds = list((out / "runs" / "seed_0" / f"{name}_cpuBudget" / "predictions").glob("*.png"))
@@ -96,3 +122,63 @@ def test_report_only_lists_the_scored_runs_and_trains_nothing(bench):
     assert sorted((r["base_trainer"], r["seed"]) for r in rows) == [
         ("nnUNetTrainer", 0), ("nnUNetTrainerTeViA", 0), ("nnUNetTrainerTeViA (no report)", 0)]
     assert not (out / "models" / "seed_1").exists()
+
+
+def test_other_arguments_stop_instead_of_reusing_the_models(bench):
+    """A call whose budget differs from the one the models were trained with names the argument and trains,
+    predicts and scores nothing."""
+    root, env, out, args, first = bench
+    p = _run(args, dict(env, TEVIA_BENCH_EPOCHS="2"), check=False)
+    assert p.returncode == 2 and "error:" in p.stderr and "budget" in p.stderr, p.stderr[-2000:]
+    assert "2 epochs" in p.stderr  # the value asked for, next to the one the models were trained with
+    assert not _started(p.stdout, "training") and not _started(p.stdout, "predicting")
+
+
+def _tevia_run(out) -> Path:
+    return out / "runs" / "seed_0" / "nnUNetTrainerTeViA_cpuBudget"
+
+
+def test_killed_during_prediction_resumes_to_the_same_scores(bench):
+    """kill -9 of the benchmark's process group while nnU-Net writes a TeViA model's predictions; the file it was
+    writing is left half written. The rerun must not score it: its scores equal the uninterrupted run's."""
+    root, env, out, args, first = bench
+    run = _tevia_run(out)
+    before = json.loads((run / "scores.json").read_text())
+    shutil.rmtree(run / "predictions")
+    (run / "scores.json").unlink()
+    log = open(root / "killed.log", "w")
+    proc = subprocess.Popen([str(c) for c in args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    folder, deadline = run / "predictions", time.time() + TIMEOUT
+    while proc.poll() is None and time.time() < deadline:
+        if folder.is_dir() and len(list(folder.glob("test_*.png"))) >= 3:  # the last case's file has appeared
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert proc.wait() == -signal.SIGKILL, (root / "killed.log").read_text()[-3000:]
+    record = folder / "made_by.json"
+    if not (record.is_file() and json.loads(record.read_text()).get("complete")):
+        newest = max(folder.glob("test_*.png"), key=os.path.getmtime)
+        newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    again = _run(args, env)
+    assert not _started(again.stdout, "training")
+    after = json.loads((run / "scores.json").read_text())
+    assert after["labels"] == before["labels"] and after["mean_over_labels"] == before["mean_over_labels"]
+
+
+def test_a_retrain_removes_the_old_predictions_and_scores(bench):
+    root, env, out, args, first = bench
+    run = _tevia_run(out)
+    model = out / "models" / "seed_0" / f"Dataset{DATASET}_TeViADemo"
+    (final,) = model.glob("nnUNetTrainerTeViA_cpuBudget__*/fold_*/checkpoint_final.pth")
+    old_scores = json.loads((run / "scores.json").read_text())
+    (run / "predictions" / "stale_marker.png").write_bytes(b"")  # would survive if the folder were kept
+    shutil.rmtree(final.parent)  # the user removes the model to train it again
+    again = _run(args, env)
+    assert _started(again.stdout, "training") and _started(again.stdout, "predicting")
+    assert not (run / "predictions" / "stale_marker.png").exists()
+    scores = json.loads((run / "scores.json").read_text())
+    record = json.loads((run / "predictions" / "made_by.json").read_text())
+    assert scores["made_by"]["prediction"] == record["id"] != old_scores.get("made_by", {}).get("prediction")
+    for key in ("predictions_no_report", "predictions_other_case_report", "predictions_extra_stub_wording"):
+        assert json.loads((run / key / "made_by.json").read_text())["inputs"]["model"] == record["inputs"]["model"]

@@ -124,8 +124,11 @@ def test_benchmark_split_keeps_existing_folds(tmp_path):
     assert run_benchmark.find_or_add_split(str(splits_file), split, ids, write=True) == 1
     assert json.loads(splits_file.read_text())[0] == user[0]
 
-    with pytest.raises(SystemExit, match="val-cases"):
+    from nnunetv2_tevia.errors import TeViAError
+
+    with pytest.raises(TeViAError, match="val-cases") as caught:  # library code: the project's error, no exit
         run_benchmark.benchmark_split(ids, 20)
+    assert not isinstance(caught.value, SystemExit)
 
 
 def test_summary_over_seeds_and_markdown():
@@ -159,6 +162,23 @@ def test_summary_over_seeds_and_markdown():
     assert "Pooled" in text and "Per-case" in text
 
 
+def _scored(run, variant, scores):
+    """The files of a scored row: the model's record, its prediction's (finished) and scores naming that prediction."""
+    import json
+
+    from nnunetv2_tevia.evaluation import provenance as pv
+
+    model = pv.read_record(run.model_folder)
+    if model is None:
+        pv.start_record(run.model_folder, {})
+        model = pv.finish_record(run.model_folder)
+    pv.start_record(variant.folder(run), {}, {"model": model["id"]})
+    prediction = pv.finish_record(variant.folder(run))
+    os.makedirs(run.run_folder, exist_ok=True)
+    with open(variant.scores_file(run), "w") as f:
+        json.dump(dict(scores, made_by={"prediction": prediction["id"]}), f)
+
+
 def test_no_report_prediction_command_and_row(tmp_path):
     """--no-report: the TeViA model predicts every case on its no-report text, scored as a row of its own."""
     import json
@@ -177,10 +197,9 @@ def test_no_report_prediction_command_and_row(tmp_path):
     assert cmd[cmd.index("--prompts") + 1] == prompts and "--allow-missing-text" in cmd
     assert "--allow-missing-text" not in run_benchmark.predict_command(run, args, "D", 5, "imgs", "p.json", "cache")
 
-    (tmp_path / "run").mkdir()
     scores = {"mean_over_labels": {"per_case_dice": 0.61, "per_case_iou": 0.5, "pooled_dice": 0.7,
                                    "pooled_iou": 0.55}, "labels": {"1": {"summary": {}}}}
-    (tmp_path / "run" / "scores_no_report.json").write_text(json.dumps(scores))
+    _scored(run, run_benchmark.report_variants(no_report=True)[1], scores)
     row = run_benchmark.collect_no_report(run)
     assert row["base_trainer"] == "nnUNetTrainerTeViA_textDropout (no report)"
     assert row["scores"]["mean_over_labels"]["per_case_dice"] == 0.61
@@ -202,16 +221,18 @@ def test_report_only_lists_scored_runs_alone(tmp_path):
               "labels": {"1": {"summary": {}}}}
     done, no_report_done, training = (make("nnUNetTrainer", 0, False), make("nnUNetTrainerTeViA", 0, True),
                                       make("nnUNetTrainerTeViA", 1, True))
-    for r, files in ((done, ["scores.json"]), (no_report_done, ["scores.json", "scores_no_report.json"]),
-                     (training, [])):
-        os.makedirs(r.run_folder)
-        for f in files:
-            with open(os.path.join(r.run_folder, f), "w") as fh:
-                json.dump(scores, fh)
-    rows = run_benchmark.scored_entries([done, no_report_done, training], no_report=True)
+    variants = run_benchmark.report_variants(no_report=True)
+    for r, scored in ((done, variants[:1]), (no_report_done, variants), (training, [])):
+        for v in scored:
+            _scored(r, v, scores)
+    # scores left by an earlier model of a folder that is training again: no prediction record, not a row
+    os.makedirs(training.run_folder)
+    with open(os.path.join(training.run_folder, "scores.json"), "w") as fh:
+        json.dump(scores, fh)
+    rows = run_benchmark.scored_entries([done, no_report_done, training], variants)
     assert [(r["base_trainer"], r["seed"]) for r in rows] == [
         ("nnUNetTrainer", 0), ("nnUNetTrainerTeViA", 0), ("nnUNetTrainerTeViA (no report)", 0)]
-    assert len(run_benchmark.scored_entries([done, no_report_done, training], no_report=False)) == 2
+    assert len(run_benchmark.scored_entries([done, no_report_done, training], variants[:1])) == 2
     assert "Not finished yet" not in bench_report.markdown(
         {"config": {"dataset": "D", "configuration": "2d", "budget": "cpu", "budget_description": "b", "fold": 5,
                     "n_train": 1, "n_val": 1, "n_test": 1},
@@ -241,3 +262,64 @@ def test_every_benchmark_trainer_has_both_budget_variants_nnunet_can_find(monkey
             assert issubclass(cls, base_cls) and cls.__mro__[1] is mixin
     assert budget.CPU_EPOCHS * budget.CPU_ITERATIONS == 1000  # the documented default (docs/benchmarks.md)
     assert budget.GPU_SHORT_EPOCHS * budget.GPU_SHORT_ITERATIONS >= 10000  # issue: at least 10 000 steps
+
+
+# ------------------------------------------------------------------ one rule for a missing prediction
+def _two_cases(tmp_path):
+    from PIL import Image
+
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir(), gt.mkdir()
+    mask = np.zeros((4, 4), np.uint8)
+    mask[1, 1] = 1
+    for case in ("case_a", "case_b"):
+        Image.fromarray(mask).save(gt / f"{case}.png")
+    Image.fromarray(mask).save(pred / "case_a.png")  # case_b was never predicted
+    return pred, gt
+
+
+def test_a_missing_prediction_is_an_error_naming_the_case_in_the_demo_and_the_benchmark(tmp_path):
+    """Never silently dropped from the mean: the demo's table and the benchmark's scores share the rule."""
+    from nnunetv2_tevia.demo.report import dice_table
+    from nnunetv2_tevia.errors import MissingPredictionError
+
+    pred, gt = _two_cases(tmp_path)
+    with pytest.raises(MissingPredictionError, match="case_b"):
+        dice_table(str(pred), str(gt), ".png")
+    _benchmark_modules()  # puts benchmarks/ on sys.path
+    import bench_scoring
+
+    dataset_json = {"labels": {"background": 0, "lesion": 1}, "file_ending": ".png"}
+    with pytest.raises(MissingPredictionError, match="case_b"):
+        bench_scoring.score_folder(str(pred), str(gt), ["case_a", "case_b"], dataset_json)
+
+
+def test_other_case_reports_are_a_deterministic_derangement(tmp_path):
+    from nnunetv2_tevia.prompts.prompt_file import PromptFile, load_prompts, save_prompts
+
+    run_benchmark, _ = _benchmark_modules()
+    ids = [f"case_{i}" for i in range(7)]
+    own = save_prompts(PromptFile(path=str(tmp_path / "own.json"), cases={k: f"report of {k}" for k in ids + ["tr"]}))
+    first = load_prompts(run_benchmark.other_case_prompts(str(tmp_path / "a"), own, ids)).cases
+    assert sorted(first) == ids and sorted(first.values()) == sorted(f"report of {k}" for k in ids)
+    assert all(first[k] != f"report of {k}" for k in ids)
+    assert load_prompts(run_benchmark.other_case_prompts(str(tmp_path / "b"), own, list(reversed(ids)))).cases == first
+    from nnunetv2_tevia.errors import TeViAError
+
+    with pytest.raises(TeViAError, match="two test cases"):
+        run_benchmark.other_case_prompts(str(tmp_path / "c"), own, ids[:1])
+
+
+def test_extra_reports_argument(tmp_path):
+    from nnunetv2_tevia.errors import TeViAError
+
+    run_benchmark, _ = _benchmark_modules()
+    f = tmp_path / "radiology.json"
+    f.write_text("{}")
+    (v,) = run_benchmark.extra_report_variants([f"radiology style={f}"])
+    assert v.row == " (radiology style)" and v.key == "extra_radiology_style" and v.prompts == str(f)
+    for bad in ("no-equals-sign", f"={f}", "x=" + str(tmp_path / "missing.json")):
+        with pytest.raises(TeViAError):
+            run_benchmark.extra_report_variants([bad])
+    with pytest.raises(TeViAError, match="twice"):
+        run_benchmark.extra_report_variants([f"a b={f}", f"a-b={f}"])

@@ -2,14 +2,17 @@
 
 Creates the demo dataset (several look-alike lesions per image; the report names the targets), embeds
 the reports, plans and preprocesses with nnU-Net, trains TeViA and plain nnU-Net on the same budget,
-predicts the held-out cases, predicts them again with reports that name the distractors instead, and
-prints a Dice table. Each step is skipped when its result is already there, so an interrupted demo
-resumes where it stopped.
+predicts the held-out cases, predicts them again with reports that name the distractors instead, with no
+report, and with every other wording of the reports that the dataset folder offers, and prints a Dice table.
+Each step records the arguments that made its result (``made_by.json``, evaluation/provenance.py) and is skipped
+when that result is there, finished and made with the same arguments from the same inputs; otherwise it is
+done again, and so is everything made from it. An interrupted training continues; an interrupted prediction
+is predicted again.
 """
 import argparse
-import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -18,12 +21,17 @@ from typing import Dict, List, Optional
 
 from nnunetv2_tevia.cli._common import exit_on_user_error
 from nnunetv2_tevia.cli.tool_path import tool_env
-from nnunetv2_tevia.errors import TeViAError
-from nnunetv2_tevia.demo.budget import DEMO_BATCH_SIZE, DEMO_EPOCHS, DEMO_ITERATIONS, EPOCHS_ENV, ITERATIONS_ENV
+from nnunetv2_tevia.errors import StaleResultError, StepFailedError, TeViAError
+from nnunetv2_tevia.io_utils import atomic_write_json
+from nnunetv2_tevia.evaluation.provenance import (file_sha256, finish_record, mismatch, read_record, reuse_or_clear,
+                                                  start_record)
+from nnunetv2_tevia.demo.budget import (DEMO_BATCH_SIZE, DEMO_EPOCHS, DEMO_ITERATIONS, EPOCHS_ENV, ITERATIONS_ENV,
+                                         SEED_ENV)
 
 TEVIA_TRAINER = "nnUNetTrainerTeViA_demoBudget"
 LOCATION_SAFE_TRAINER = "nnUNetTrainerTeViA_locationSafe_demoBudget"
 PLAIN_TRAINER = "nnUNetTrainer_demoBudget"
+CHECKPOINT = "checkpoint_final.pth"
 # lines of nnU-Net's output worth showing while the demo runs; the rest goes to the step's log
 SHOWN = ("Epoch ", "Pseudo dice", "Epoch time", "alignment_loss", "Mean Validation Dice", "text cache", "Error",
          "error", "Traceback")
@@ -57,6 +65,7 @@ class Demo:
         self.dataset_name = f"Dataset{dataset_id:03d}_TeViADemo{'3D' if three_d else ''}"
         self.raw = os.path.join(self.env["nnUNet_raw"], self.dataset_name)
         self.timings: Dict[str, float] = {}
+        self.extra_prompts: Dict[str, str] = {}  # row name -> prompt file: other wordings of the test reports
 
     def say(self, msg: str) -> None:
         print(f"[{time.time() - self.t0:7.1f} s] {msg}", flush=True)
@@ -75,80 +84,166 @@ class Demo:
             rc = proc.wait()
         self.timings[name] = round(time.time() - start, 1)
         if rc != 0:
-            raise SystemExit(f"error: step '{name}' failed (exit {rc}); see {log}")
+            raise StepFailedError(f"step '{name}' failed (exit {rc}); see {log}")
 
     # ------------------------------------------------------------------ steps
-    def create_dataset(self) -> None:
-        from nnunetv2_tevia.demo.generator import generate_demo_dataset, write_swapped_variant
+    @property
+    def preprocessed(self) -> str:
+        return os.path.join(self.env["nnUNet_preprocessed"], self.dataset_name)
 
-        if os.path.isfile(os.path.join(self.raw, "tevia_prompts_swapped.json")):
+    def create_dataset(self) -> None:
+        from nnunetv2_tevia.demo import generator
+
+        arguments = {"dataset_id": self.dataset_id, "num_train": self.num_train, "num_test": self.num_test,
+                     "seed": self.seed, "three_d": self.three_d}
+        existed = os.path.isdir(self.raw)
+        why = reuse_or_clear(self.raw, arguments)
+        if why is None:
             self.say(f"dataset {self.raw} exists; reusing it")
-            return
-        self.say(f"creating the demo dataset: {self.num_train} training and {self.num_test} test cases")
-        try:
-            folder = generate_demo_dataset(self.env["nnUNet_raw"], dataset_id=self.dataset_id,
-                                           name=self.dataset_name.split("_", 1)[1], num_train=self.num_train,
-                                           num_test=self.num_test, three_d=self.three_d, seed=self.seed,
-                                           overwrite=True)
-        except FileExistsError as e:  # another dataset of the workdir has this id (e.g. the 2D demo, then --3d)
-            raise TeViAError(f"{str(e).rstrip('.')} with -d ID, or another workdir with -o") from None
-        write_swapped_variant(folder, seed=self.seed)
+        else:
+            self.say((f"dataset {self.raw}: {why}; " if existed else "") + f"creating the demo dataset: "
+                     f"{self.num_train} training and {self.num_test} test cases")
+            try:
+                folder = generator.generate_demo_dataset(
+                    self.env["nnUNet_raw"], dataset_id=self.dataset_id, name=self.dataset_name.split("_", 1)[1],
+                    num_train=self.num_train, num_test=self.num_test, three_d=self.three_d, seed=self.seed,
+                    overwrite=True)
+            except FileExistsError as e:  # another dataset of the workdir has this id (e.g. the 2D demo, then --3d)
+                raise TeViAError(f"{str(e).rstrip('.')} with -d ID, or another workdir with -o") from None
+            generator.write_swapped_variant(folder, seed=self.seed)
+            start_record(self.raw, arguments)
+            finish_record(self.raw)
+        # other wordings of the test reports, each a row of its own (held out from training; report_templates.py)
+        reworded = getattr(generator, "write_reworded_variants", None)
+        self.extra_prompts = dict(reworded(self.raw)) if reworded is not None else {}
 
     def preprocess(self) -> None:
-        pre = os.path.join(self.env["nnUNet_preprocessed"], self.dataset_name)
-        if os.path.isfile(os.path.join(pre, "tevia_text_cache", "active.json")) and \
-                os.path.isdir(os.path.join(pre, f"nnUNetPlans_{self.config}")):
+        pre = self.preprocessed
+        arguments, inputs = {"configuration": self.config}, {"dataset": (read_record(self.raw) or {}).get("id")}
+        existed = os.path.isdir(pre)
+        why = reuse_or_clear(pre, arguments, inputs, [os.path.join(pre, "tevia_text_cache", "active.json"),
+                                                      os.path.join(pre, f"nnUNetPlans_{self.config}")])
+        if why is None:
             self.say("preprocessed data and text cache exist; reusing them")
             return
-        self.say("validating prompts, planning, preprocessing and embedding the reports")
+        self.say((f"{pre}: {why}; " if existed else "") +
+                 "validating prompts, planning, preprocessing and embedding the reports")
+        start_record(pre, arguments, inputs)
         self.run("plan_and_preprocess", ["nnUNetv2_tevia_plan_and_preprocess", "-d", str(self.dataset_id),
                                          "-c", self.config, "-np", self.env["nnUNet_def_n_proc"]])
+        finish_record(pre)
 
     def model_folder(self, trainer: str) -> str:
         return os.path.join(self.env["nnUNet_results"], self.dataset_name,
                             f"{trainer}__nnUNetPlans__{self.config}")
 
     def train(self, trainer: str) -> None:
-        fold = os.path.join(self.model_folder(trainer), "fold_0")
-        if os.path.isfile(os.path.join(fold, "checkpoint_final.pth")):
+        folder = self.model_folder(trainer)
+        fold = os.path.join(folder, "fold_0")
+        arguments = {"trainer": trainer, "configuration": self.config, "fold": 0,
+                     "epochs": int(self.env.get(EPOCHS_ENV, DEMO_EPOCHS)),
+                     "iterations": int(self.env.get(ITERATIONS_ENV, DEMO_ITERATIONS)),
+                     "batch_size": DEMO_BATCH_SIZE, "training_seed": self.env.get(SEED_ENV)}
+        inputs = {"preprocessed": (read_record(self.preprocessed) or {}).get("id")}
+        why = mismatch(read_record(folder), arguments, inputs)
+        if why is None and os.path.isfile(os.path.join(fold, CHECKPOINT)):
             self.say(f"{trainer} is trained; reusing it")
             return
         cmd = ["nnUNetv2_train", str(self.dataset_id), self.config, "0", "-tr", trainer, "-device", self.device]
-        if os.path.isfile(os.path.join(fold, "checkpoint_latest.pth")):
-            cmd.append("--c")
+        if why is None and os.path.isfile(os.path.join(fold, "checkpoint_latest.pth")):
+            cmd.append("--c")  # the same arguments: an interrupted training continues
+        elif os.path.isdir(folder):
+            self.say(f"{folder}: {why or 'interrupted before its first checkpoint'}; training it from the start")
+            shutil.rmtree(folder)
+        # a new id even when continuing: nothing predicted by an earlier model of this folder is reused
+        start_record(folder, arguments, inputs)
         self.say(f"training {trainer}")
         self.run(f"train_{trainer}", cmd)
+        finish_record(folder)
 
-    def predict(self, trainer: str, out: str, prompts: Optional[str] = None) -> None:
-        if os.path.isdir(out) and len([f for f in os.listdir(out) if f.startswith("test_")]) >= self.num_test:
-            return
-        shutil.rmtree(out, ignore_errors=True)
+    def prediction_folder(self, variant: str = "", tevia: bool = True) -> str:
+        """predictions/tevia[_locationSafe][_<variant>], or predictions/nnunet for plain nnU-Net."""
+        name = f"tevia{self.suffix}" + (f"_{variant}" if variant else "") if tevia else "nnunet"
+        return os.path.join(self.workdir, "predictions", name)
+
+    def predict(self, trainer: str, out: str, prompts: Optional[str] = None, no_report: bool = False) -> None:
+        """Predict the test images into ``out`` unless it holds the finished prediction of these arguments by the
+        model now in the model folder; TeViA with ``prompts`` (default: the dataset's prompt file) or, with
+        ``no_report``, with the model's no-report text for every case."""
+        from nnunetv2_tevia.prompts.dataset_cases import test_case_ids
+
         tevia = "TeViA" in trainer
+        if no_report:
+            prompts = os.path.join(self.workdir, "no_report_prompts.json")
+            if not os.path.isfile(prompts):
+                from nnunetv2_tevia.prompts.prompt_file import PromptFile, save_prompts
+
+                save_prompts(PromptFile(path=prompts, cases={}))  # names no case: every case gets the no-report text
+        elif tevia and prompts is None:
+            prompts = os.path.join(self.raw, "tevia_prompts.json")  # what nnUNetv2_tevia_predict reads by default
+        arguments = {"trainer": trainer, "configuration": self.config, "fold": 0, "checkpoint": CHECKPOINT,
+                     "prompts": prompts, "prompts_sha256": file_sha256(prompts), "no_report": no_report}
+        inputs = {"model": (read_record(self.model_folder(trainer)) or {}).get("id")}
+        ending = ".nii.gz" if self.three_d else ".png"
+        if reuse_or_clear(out, arguments, inputs,
+                          [os.path.join(out, c + ending) for c in test_case_ids(self.raw)]) is None:
+            return
         cmd = ["nnUNetv2_tevia_predict" if tevia else "nnUNetv2_predict", "-i", os.path.join(self.raw, "imagesTs"),
                "-o", out, "-d", str(self.dataset_id), "-c", self.config, "-f", "0", "-tr", trainer,
-               "-device", self.device, "-npp", "1", "-nps", "1", "--disable_progress_bar"]
+               "-chk", CHECKPOINT, "-device", self.device, "-npp", "1", "-nps", "1", "--disable_progress_bar"]
         if prompts:
             cmd += ["--prompts", prompts]
+        if no_report:  # every case on the no-report text on purpose (docs/prediction.md)
+            cmd.append("--allow-missing-text")
+        start_record(out, arguments, inputs)
         self.run(f"predict_{os.path.basename(out)}", cmd)
+        finish_record(out)
+
+    def rows(self) -> List[tuple]:
+        """(row name, trainer, prediction folder, label folder) of every row of the Dice table."""
+        tevia = self.tevia
+        rows = [(tevia, tevia, self.prediction_folder(), "labelsTs"),
+                (PLAIN_TRAINER, PLAIN_TRAINER, self.prediction_folder(tevia=False), "labelsTs"),
+                (f"{tevia} (reports swapped to the distractors)", tevia, self.prediction_folder("swapped"),
+                 "labelsTs_swapped"),
+                (f"{tevia} (swapped reports, vs the original targets)", tevia, self.prediction_folder("swapped"),
+                 "labelsTs"),
+                (f"{tevia} (no report)", tevia, self.prediction_folder("no_report"), "labelsTs")]
+        return rows + [(f"{tevia} ({name})", tevia, self.prediction_folder(self.reworded_variant(name)), "labelsTs")
+                       for name in self.extra_prompts]
+
+    @staticmethod
+    def reworded_variant(name: str) -> str:
+        return "reworded_" + re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+    def predict_all(self) -> None:
+        self.predict(self.tevia, self.prediction_folder())
+        self.predict(PLAIN_TRAINER, self.prediction_folder(tevia=False))
+        self.predict(self.tevia, self.prediction_folder("swapped"),
+                     prompts=os.path.join(self.raw, "tevia_prompts_swapped.json"))
+        self.predict(self.tevia, self.prediction_folder("no_report"), no_report=True)
+        for name, prompts in self.extra_prompts.items():
+            self.predict(self.tevia, self.prediction_folder(self.reworded_variant(name)), prompts=prompts)
 
     def report(self) -> str:
         from nnunetv2_tevia.demo.report import dice_table, write_overlays
         from nnunetv2_tevia.prompts.prompt_file import load_prompts
 
         ending = ".nii.gz" if self.three_d else ".png"
-        preds = os.path.join(self.workdir, "predictions")
-        tevia, sfx = self.tevia, self.suffix
-        swapped_row = f"{tevia} (reports swapped to the distractors)"
-        rows = {
-            tevia: (os.path.join(preds, f"tevia{sfx}"), "labelsTs"),
-            PLAIN_TRAINER: (os.path.join(preds, "nnunet"), "labelsTs"),
-            swapped_row: (os.path.join(preds, f"tevia{sfx}_swapped"), "labelsTs_swapped"),
-            f"{tevia} (swapped reports, vs the original targets)": (os.path.join(preds, f"tevia{sfx}_swapped"),
-                                                                     "labelsTs"),
-        }
-        results = {}
-        for name, (folder, labels) in rows.items():
-            results[name] = dice_table(folder, os.path.join(self.raw, labels), ending)
+        tevia = self.tevia
+        models = {t: read_record(self.model_folder(t)) for t in (tevia, PLAIN_TRAINER)}
+        results, rows = {}, []
+        for name, trainer, folder, labels in self.rows():
+            made_by = read_record(folder)
+            if not (made_by and made_by.get("complete") and models[trainer]
+                    and made_by["inputs"].get("model") == models[trainer]["id"]):
+                raise StaleResultError(f"{folder} is not a finished prediction of the model in "
+                                       f"{self.model_folder(trainer)}; run the demo again to predict it")
+            r = results[name] = dice_table(folder, os.path.join(self.raw, labels), ending)
+            rows.append({"row": name, "dice": r["mean"], "pooled_dice": r["pooled"], "n": r["n"],
+                         "per_case": r["per_case"], "predictions": folder, "labels": os.path.join(self.raw, labels),
+                         "model_folder": self.model_folder(trainer), "model_arguments": models[trainer]["arguments"],
+                         "prediction_made_by": made_by})
         print()
         width = max(len(name) for name in results)
         print(f"{'model':{width}s} {'mean Dice per case':>18s}  {'cases':>5s}")
@@ -156,35 +251,40 @@ class Demo:
             print(f"{name:{width}s} {r['mean']:18.4f}  {r['n']:5d}")
         overlays = os.path.join(self.workdir, "overlays")
         prompts = load_prompts(os.path.join(self.raw, "tevia_prompts.json"))
-        write_overlays(os.path.join(self.raw, "imagesTs"), os.path.join(self.raw, "labelsTs"), rows[tevia][0],
-                       prompts, os.path.join(overlays, f"tevia{sfx}"), max_cases=8, file_ending=ending)
-        write_overlays(os.path.join(self.raw, "imagesTs"), os.path.join(self.raw, "labelsTs"), rows[PLAIN_TRAINER][0],
-                       prompts, os.path.join(overlays, "nnunet"), max_cases=8, file_ending=ending)
+        images, labels = os.path.join(self.raw, "imagesTs"), os.path.join(self.raw, "labelsTs")
+        write_overlays(images, labels, self.prediction_folder(), prompts,
+                       os.path.join(overlays, f"tevia{self.suffix}"), max_cases=8, file_ending=ending)
+        write_overlays(images, labels, self.prediction_folder(tevia=False), prompts, os.path.join(overlays, "nnunet"),
+                       max_cases=8, file_ending=ending)
         swapped = load_prompts(os.path.join(self.raw, "tevia_prompts_swapped.json"))
-        write_overlays(os.path.join(self.raw, "imagesTs"), os.path.join(self.raw, "labelsTs_swapped"),
-                       rows[swapped_row][0], swapped,
-                       os.path.join(overlays, f"tevia{sfx}_swapped"), max_cases=8, file_ending=ending)
+        write_overlays(images, os.path.join(self.raw, "labelsTs_swapped"), self.prediction_folder("swapped"),
+                       swapped, os.path.join(overlays, f"tevia{self.suffix}_swapped"), max_cases=8, file_ending=ending)
         self.say(f"overlay PNGs (image, ground truth, prediction, report): {overlays}")
+        dataset, trained = read_record(self.raw), models[tevia]["arguments"]
         summary = {
             tevia: {"dice": results[tevia]["mean"],
-                    "dice_with_swapped_reports_vs_swapped_truth": results[swapped_row]["mean"],
+                    "dice_with_swapped_reports_vs_swapped_truth":
+                        results[f"{tevia} (reports swapped to the distractors)"]["mean"],
                     "dice_with_swapped_reports_vs_original_truth":
                         results[f"{tevia} (swapped reports, vs the original targets)"]["mean"],
+                    "dice_without_report": results[f"{tevia} (no report)"]["mean"],
+                    "dice_with_reworded_reports": {n: results[f"{tevia} ({n})"]["mean"] for n in self.extra_prompts},
                     "per_case": results[tevia]["per_case"]},
             PLAIN_TRAINER: {"dice": results[PLAIN_TRAINER]["mean"], "per_case": results[PLAIN_TRAINER]["per_case"]},
-            "dice_convention": "mean over test cases of the per-case foreground Dice",
-            "budget": {"epochs": int(self.env.get(EPOCHS_ENV, DEMO_EPOCHS)),
-                       "iterations_per_epoch": int(self.env.get(ITERATIONS_ENV, DEMO_ITERATIONS)),
-                       "batch_size": DEMO_BATCH_SIZE,
-                       "configuration": self.config, "num_train": self.num_train, "num_test": self.num_test,
-                       "seed": self.seed},
+            "rows": rows,
+            "dice_convention": "mean over test cases of the per-case foreground Dice (pooled_dice: all pixels of "
+                               "all test cases at once); a case without its prediction is an error, never left out",
+            # what the models were trained with and on, from their records (made_by: every record in full)
+            "budget": {"epochs": trained["epochs"], "iterations_per_epoch": trained["iterations"],
+                       "batch_size": trained["batch_size"], "configuration": trained["configuration"],
+                       **({k: dataset["arguments"][k] for k in ("num_train", "num_test", "seed")} if dataset else {})},
+            "made_by": {"dataset": dataset, "preprocessed": read_record(self.preprocessed), "models": models},
             "seconds": {**self.timings, "total": round(time.time() - self.t0, 1)},
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                         "cpus": os.cpu_count(), "device": self.device},
         }
         path = os.path.join(self.workdir, f"demo_summary{self.suffix}.json")
-        with open(path, "w") as f:
-            json.dump(summary, f, indent=2)
+        atomic_write_json(path, summary)
         return path
 
 
@@ -194,7 +294,9 @@ def demo_entry():
         description="Run TeViA end to end on a built-in synthetic dataset in which only the report says which "
                     "lesions to segment: create data and prompts, embed, plan and preprocess, train TeViA and "
                     "plain nnU-Net on the same budget, predict the test cases (also with reports swapped to the "
-                    "distractor lesions), print a Dice table and write overlay PNGs. Re-running resumes.")
+                    "distractor lesions, with no report, and with every other wording of the reports the dataset "
+                    "offers), print a Dice table and write overlay PNGs. Re-running reuses what was made with the "
+                    "same arguments and makes again what other arguments change (each step's made_by.json).")
     parser.add_argument("-o", "--workdir", default="tevia_demo",
                         help="[OPTIONAL] Folder for everything the demo writes (its own nnUNet_raw, "
                              "nnUNet_preprocessed and nnUNet_results). Default: ./tevia_demo")
@@ -235,11 +337,7 @@ def demo_entry():
     demo.preprocess()
     demo.train(demo.tevia)
     demo.train(PLAIN_TRAINER)
-    preds = os.path.join(demo.workdir, "predictions")
-    demo.predict(demo.tevia, os.path.join(preds, f"tevia{demo.suffix}"))
-    demo.predict(PLAIN_TRAINER, os.path.join(preds, "nnunet"))
-    demo.predict(demo.tevia, os.path.join(preds, f"tevia{demo.suffix}_swapped"),
-                 prompts=os.path.join(demo.raw, "tevia_prompts_swapped.json"))
+    demo.predict_all()
     path = demo.report()
     print(path)
 

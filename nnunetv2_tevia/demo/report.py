@@ -8,6 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json, maybe_mkdir_p, subfiles
 
+from nnunetv2_tevia.evaluation.metrics import confusion_counts, dice_from_counts, prediction_files, summarise
 from nnunetv2_tevia.io_utils import atomic_write_bytes
 
 _KNOWN_ENDINGS = (".nii.gz", ".nii", ".png", ".mha", ".nrrd", ".tif", ".bmp")
@@ -24,33 +25,34 @@ def _case_ids(folder: str, file_ending: str) -> list[str]:
 
 def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     """Dice of two boolean masks; 1.0 when both are empty (nothing to find and nothing found is correct)."""
-    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
-    denominator = int(pred.sum()) + int(gt.sum())
-    if denominator == 0:
-        return 1.0
-    return 2.0 * int(np.logical_and(pred, gt).sum()) / denominator
+    return dice_from_counts(confusion_counts(pred, gt))
 
 
 def dice_table(pred_folder: str, gt_folder: str, file_ending: str, label: int = 1) -> dict:
-    """Per-case Dice of ``label`` for every prediction in ``pred_folder`` against ``gt_folder``.
+    """Per-case Dice of ``label`` of every case in ``gt_folder`` against its prediction in ``pred_folder``.
 
     A case where both prediction and ground truth lack the label scores 1.0 (nnU-Net's own evaluation
-    reports NaN there instead and leaves it out of the mean). Returns
-    {"per_case": {case_id: dice}, "mean": mean over cases (NaN if none), "n": number of cases}.
-    Raises FileNotFoundError when a prediction has no ground truth file, and ValueError on a shape mismatch.
+    reports NaN there instead and leaves it out of the mean). Returns {"per_case": {case_id: dice}, "mean": mean
+    over cases (NaN if none), "pooled": pooled Dice, "n": number of cases}. A case without its prediction is a
+    MissingPredictionError naming it (never left out of the mean; evaluation/metrics.py), a prediction without
+    ground truth a FileNotFoundError, a shape mismatch a ValueError.
     """
-    per_case = {}
-    for case_id in sorted(_case_ids(pred_folder, file_ending)):
+    cases = sorted(_case_ids(gt_folder, file_ending))
+    extra = sorted(set(_case_ids(pred_folder, file_ending)) - set(cases))
+    if extra:
+        raise FileNotFoundError(f"no ground truth {join(gt_folder, extra[0] + file_ending)} for prediction of case "
+                                f"{extra[0]} in {pred_folder}")
+    counts = {}
+    for case_id, pred_file in prediction_files(pred_folder, cases, file_ending).items():
         gt_file = join(gt_folder, case_id + file_ending)
-        if not isfile(gt_file):
-            raise FileNotFoundError(f"no ground truth {gt_file} for prediction of case {case_id} in {pred_folder}")
-        pred, gt = _read(join(pred_folder, case_id + file_ending)), _read(gt_file)
+        pred, gt = _read(pred_file), _read(gt_file)
         if pred.shape != gt.shape:
             raise ValueError(f"case {case_id}: prediction shape {pred.shape} differs from ground truth {gt.shape} "
                              f"({gt_file})")
-        per_case[case_id] = dice(pred == label, gt == label)
-    mean = float(np.mean(list(per_case.values()))) if per_case else float("nan")
-    return {"per_case": per_case, "mean": mean, "n": len(per_case)}
+        counts[case_id] = confusion_counts(pred == label, gt == label)
+    summary = summarise(list(counts.values()))
+    return {"per_case": {k: dice_from_counts(c) for k, c in counts.items()}, "mean": summary["per_case_dice"],
+            "pooled": summary["pooled_dice"], "n": len(counts)}
 
 
 def _guess_file_ending(image_folder: str, label_folder: str) -> str:

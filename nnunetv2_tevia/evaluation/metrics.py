@@ -7,11 +7,16 @@ Two conventions are in use in the text-guided segmentation literature and give d
 A case where both prediction and ground truth are empty scores 1.0 per case (nothing to find and nothing
 found is correct; nnU-Net's own evaluation gives NaN instead and leaves the case out). Pooled scores need no
 such rule unless every case is empty, and then they are 1.0 too.
+A case to score without a prediction file is an error naming it (``prediction_files``), never left out of a mean:
+the demo and the benchmark both score through that one rule.
 """
+import os
 from dataclasses import dataclass
-from typing import Dict, Iterable, Sequence
+from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
+
+from nnunetv2_tevia.errors import MissingPredictionError
 
 EMPTY_SCORE = 1.0
 
@@ -60,3 +65,15 @@ def summarise(counts: Sequence[Counts]) -> Dict[str, float]:
         "pooled_dice": dice_from_counts(total),
         "pooled_iou": iou_from_counts(total),
     }
+
+
+def prediction_files(pred_folder: str, case_ids: List[str], file_ending: str) -> Dict[str, str]:
+    """{case id: prediction file} for every case to score; a MissingPredictionError naming the cases without one."""
+    files = {c: os.path.join(pred_folder, c + file_ending) for c in case_ids}
+    missing = [c for c, f in files.items() if not os.path.isfile(f)]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise MissingPredictionError(
+            f"{len(missing)} of {len(case_ids)} case(s) to score have no prediction in {pred_folder}: {shown} "
+            f"(expected {files[missing[0]]}). Predict them again; a case is never left out of the mean")
+    return files
