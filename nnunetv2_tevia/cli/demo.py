@@ -11,7 +11,6 @@ is predicted again.
 """
 import argparse
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -21,8 +20,7 @@ from typing import Dict, List, Optional
 
 from nnunetv2_tevia.cli._common import exit_on_user_error
 from nnunetv2_tevia.cli.tool_path import tool_env
-from nnunetv2_tevia.errors import StaleResultError, StepFailedError, TeViAError
-from nnunetv2_tevia.io_utils import atomic_write_json
+from nnunetv2_tevia.errors import StepFailedError, TeViAError
 from nnunetv2_tevia.evaluation.provenance import (file_sha256, finish_record, mismatch, read_record, reuse_or_clear,
                                                   start_record)
 from nnunetv2_tevia.demo.budget import (DEMO_BATCH_SIZE, DEMO_EPOCHS, DEMO_ITERATIONS, EPOCHS_ENV, ITERATIONS_ENV,
@@ -38,6 +36,7 @@ SHOWN = ("Epoch ", "Pseudo dice", "Epoch time", "alignment_loss", "Mean Validati
 
 
 class Demo:
+    PLAIN_TRAINER = PLAIN_TRAINER
     def __init__(self, workdir: str, three_d: bool, num_train: int, num_test: int, seed: int, device: str,
                  dataset_id: int, epochs: Optional[int], iterations: Optional[int], location_safe: bool = False):
         self.workdir = os.path.abspath(workdir)
@@ -226,66 +225,10 @@ class Demo:
             self.predict(self.tevia, self.prediction_folder(self.reworded_variant(name)), prompts=prompts)
 
     def report(self) -> str:
-        from nnunetv2_tevia.demo.report import dice_table, write_overlays
-        from nnunetv2_tevia.prompts.prompt_file import load_prompts
+        """Score every row, print the table, write the overlays and demo_summary.json; returns its path."""
+        from nnunetv2_tevia.demo.summary import write_report
 
-        ending = ".nii.gz" if self.three_d else ".png"
-        tevia = self.tevia
-        models = {t: read_record(self.model_folder(t)) for t in (tevia, PLAIN_TRAINER)}
-        results, rows = {}, []
-        for name, trainer, folder, labels in self.rows():
-            made_by = read_record(folder)
-            if not (made_by and made_by.get("complete") and models[trainer]
-                    and made_by["inputs"].get("model") == models[trainer]["id"]):
-                raise StaleResultError(f"{folder} is not a finished prediction of the model in "
-                                       f"{self.model_folder(trainer)}; run the demo again to predict it")
-            r = results[name] = dice_table(folder, os.path.join(self.raw, labels), ending)
-            rows.append({"row": name, "dice": r["mean"], "pooled_dice": r["pooled"], "n": r["n"],
-                         "per_case": r["per_case"], "predictions": folder, "labels": os.path.join(self.raw, labels),
-                         "model_folder": self.model_folder(trainer), "model_arguments": models[trainer]["arguments"],
-                         "prediction_made_by": made_by})
-        print()
-        width = max(len(name) for name in results)
-        print(f"{'model':{width}s} {'mean Dice per case':>18s}  {'cases':>5s}")
-        for name, r in results.items():
-            print(f"{name:{width}s} {r['mean']:18.4f}  {r['n']:5d}")
-        overlays = os.path.join(self.workdir, "overlays")
-        prompts = load_prompts(os.path.join(self.raw, "tevia_prompts.json"))
-        images, labels = os.path.join(self.raw, "imagesTs"), os.path.join(self.raw, "labelsTs")
-        write_overlays(images, labels, self.prediction_folder(), prompts,
-                       os.path.join(overlays, f"tevia{self.suffix}"), max_cases=8, file_ending=ending)
-        write_overlays(images, labels, self.prediction_folder(tevia=False), prompts, os.path.join(overlays, "nnunet"),
-                       max_cases=8, file_ending=ending)
-        swapped = load_prompts(os.path.join(self.raw, "tevia_prompts_swapped.json"))
-        write_overlays(images, os.path.join(self.raw, "labelsTs_swapped"), self.prediction_folder("swapped"),
-                       swapped, os.path.join(overlays, f"tevia{self.suffix}_swapped"), max_cases=8, file_ending=ending)
-        self.say(f"overlay PNGs (image, ground truth, prediction, report): {overlays}")
-        dataset, trained = read_record(self.raw), models[tevia]["arguments"]
-        summary = {
-            tevia: {"dice": results[tevia]["mean"],
-                    "dice_with_swapped_reports_vs_swapped_truth":
-                        results[f"{tevia} (reports swapped to the distractors)"]["mean"],
-                    "dice_with_swapped_reports_vs_original_truth":
-                        results[f"{tevia} (swapped reports, vs the original targets)"]["mean"],
-                    "dice_without_report": results[f"{tevia} (no report)"]["mean"],
-                    "dice_with_reworded_reports": {n: results[f"{tevia} ({n})"]["mean"] for n in self.extra_prompts},
-                    "per_case": results[tevia]["per_case"]},
-            PLAIN_TRAINER: {"dice": results[PLAIN_TRAINER]["mean"], "per_case": results[PLAIN_TRAINER]["per_case"]},
-            "rows": rows,
-            "dice_convention": "mean over test cases of the per-case foreground Dice (pooled_dice: all pixels of "
-                               "all test cases at once); a case without its prediction is an error, never left out",
-            # what the models were trained with and on, from their records (made_by: every record in full)
-            "budget": {"epochs": trained["epochs"], "iterations_per_epoch": trained["iterations"],
-                       "batch_size": trained["batch_size"], "configuration": trained["configuration"],
-                       **({k: dataset["arguments"][k] for k in ("num_train", "num_test", "seed")} if dataset else {})},
-            "made_by": {"dataset": dataset, "preprocessed": read_record(self.preprocessed), "models": models},
-            "seconds": {**self.timings, "total": round(time.time() - self.t0, 1)},
-            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                        "cpus": os.cpu_count(), "device": self.device},
-        }
-        path = os.path.join(self.workdir, f"demo_summary{self.suffix}.json")
-        atomic_write_json(path, summary)
-        return path
+        return write_report(self)
 
 
 @exit_on_user_error

@@ -10,15 +10,16 @@ outside a prediction call gets no text and the network refuses it (MissingTextEr
 import os
 from collections import deque
 from contextlib import contextmanager, nullcontext
-from typing import Callable, Dict, Iterable, Optional, Sequence
+from typing import Callable, Dict, Optional
 
-import numpy as np
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 from nnunetv2_tevia.errors import AttentionStageError, MissingTextError, TextCacheError
 from nnunetv2_tevia.inference.attention_maps import AttentionMapRecorder, save_attention_pngs
+from nnunetv2_tevia.inference.case_ids import CASE_KEY, array_case, case_id_from_file, with_case_ids  # noqa: F401
 from nnunetv2_tevia.inference.case_texts import embed_for_model, texts_for_cases
+from nnunetv2_tevia.inference.in_memory import InMemoryArrays
 from nnunetv2_tevia.inference.flipped_texts import (CaseText, check_prompt_map, flipped_texts, forward_inputs,
                                                     mirrored_prediction, model_mirror_map, split_flipped)
 from nnunetv2_tevia.inference.prediction_records import cases_to_predict, model_fingerprint
@@ -30,27 +31,7 @@ from nnunetv2_tevia.text.cache import record_mismatches
 from nnunetv2_tevia.model.mirror_axes import covered_map_axes, patch_map_axes
 
 USER_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "nnunetv2_tevia", "text_cache")
-CASE_KEY = "tevia_case"  # the case id each item of a data iterator carries (nnU-Net reads only its own keys)
-
-
-def case_id_from_file(first_channel_file: str, file_ending: str) -> str:
-    # nnU-Net's own rule: strip the file ending and the _XXXX channel suffix
-    return os.path.basename(first_channel_file)[:-(len(file_ending) + 5)]
-
-
-def array_case(i: int) -> str:
-    """The case id of the i-th in-memory array of a call."""
-    return f"__array_{i}"
-
-
-def with_case_ids(items: Iterable[dict], case_ids: Sequence[str]):
-    """nnU-Net's data iterators yield their items in the order of their input lists: name each item's case on it
-    there, where both are known."""
-    for item, case_id in zip(items, case_ids):
-        yield dict(item, **{CASE_KEY: case_id})
-
-
-class nnUNetTeViAPredictor(nnUNetPredictor):
+class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
     def __init__(self, *args, prompts: Optional[PromptFile] = None, allow_missing_text: bool = False,
                  text_cache_folder: Optional[str] = None, trust_remote_code: bool = False,
                  text_encoder: Optional[str] = None, attention_maps_folder: Optional[str] = None,
@@ -210,13 +191,6 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         return with_case_ids(super()._internal_get_data_iterator_from_lists_of_filenames(
             input_list_of_lists, seg_from_prev_stage_files, output_filenames_truncated, num_processes), case_ids)
 
-    def get_data_iterator_from_raw_npy_data(self, image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
-                                            properties_or_list_of_properties, truncated_ofname, num_processes: int = 3):
-        n = len(image_or_list_of_images) if isinstance(image_or_list_of_images, list) else 1
-        return with_case_ids(super().get_data_iterator_from_raw_npy_data(
-            image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
-            properties_or_list_of_properties, truncated_ofname, num_processes), [array_case(i) for i in range(n)])
-
     def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
                                    num_processes_segmentation_export: int = 3):
         items = self._each_in_its_case(data_iterator)
@@ -311,28 +285,3 @@ class nnUNetTeViAPredictor(nnUNetPredictor):
         stage = self._attention.stage
         save_attention_pngs(self.attention_maps_folder, case_id, data[0].float().cpu().numpy(), maps,
                             self.attention_stage, stage.last_spatial_shape or (), stage.key_names(len(maps)), report)
-
-    # ------------------------------------------------------------------ in-memory arrays, texts given explicitly
-    def predict_from_list_of_npy_arrays(self, image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
-                                        properties_or_list_of_properties, truncated_ofname, num_processes: int = 3,
-                                        save_probabilities: bool = False, num_processes_segmentation_export: int = 3,
-                                        *, texts: Sequence[str]):
-        images = image_or_list_of_images if isinstance(image_or_list_of_images, list) else [image_or_list_of_images]
-        texts = list(texts)
-        if len(texts) != len(images):
-            raise ValueError(f"got {len(texts)} texts for {len(images)} images; give one report per image")
-        self._case_texts = self.embed_case_texts({array_case(i): t for i, t in enumerate(texts)})
-        try:
-            return super().predict_from_list_of_npy_arrays(
-                image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
-                properties_or_list_of_properties, truncated_ofname, num_processes, save_probabilities,
-                num_processes_segmentation_export)
-        finally:
-            self._case_texts = {}
-
-    def predict_single_npy_array(self, input_image: np.ndarray, image_properties: dict,
-                                 segmentation_previous_stage: np.ndarray = None, output_file_truncated: str = None,
-                                 save_or_return_probabilities: bool = False, *, text: str):
-        with self.case_text(text):
-            return super().predict_single_npy_array(input_image, image_properties, segmentation_previous_stage,
-                                                    output_file_truncated, save_or_return_probabilities)

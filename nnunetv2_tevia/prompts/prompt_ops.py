@@ -162,9 +162,11 @@ def validate_prompts(dataset, prompts: Optional[str] = None, strict: bool = Fals
     report = ValidationReport(path=path)
     doc = read_prompt_document(path)
     report.errors.extend(document_problems(doc, path, allow_empty=False))
-    if "mirror" in doc:  # the axes the images really have, which the file alone cannot tell
-        known = set(report.errors)
-        report.errors.extend(p for p in mirror_problems(doc["mirror"], path, image_ndim(raw)) if p not in known)
+    if "mirror" in doc:  # the axes the images really have, which the file alone cannot tell: these problems replace
+        # the file-only ones (an axis beyond the images' would otherwise be reported twice, with two ranges)
+        file_only = set(mirror_problems(doc["mirror"], path))
+        report.errors = [p for p in report.errors if p not in file_only]
+        report.errors.extend(mirror_problems(doc["mirror"], path, image_ndim(raw)))
     # Dataset-level checks still run on a file with field errors, on whatever part of it is well-formed.
     cases = doc.get("cases") if isinstance(doc.get("cases"), dict) else {}
     classes = doc.get("classes") if isinstance(doc.get("classes"), dict) else {}
