@@ -124,3 +124,23 @@ def test_model_without_text_dropout_refuses_missing_text(monkeypatch):
     assert build(plans_with(0.0, case_text=False)).allow_no_report  # _noText: trained on the no-report text
     monkeypatch.setenv(ALLOW_NO_REPORT_ENV, "1")
     assert build(plans_with(0.0)).allow_no_report
+
+
+def test_one_rule_for_a_case_without_a_report_at_prediction():
+    """The model's no-report text for a model that serves such cases, with a line naming them; an error for one
+    that never saw the no-report text (unless --allow-missing-text); the prompt file's "default" first."""
+    from nnunetv2_tevia.errors import MissingTextError
+    from nnunetv2_tevia.inference.case_texts import texts_for_cases
+    from nnunetv2_tevia.prompts.prompt_file import PromptFile
+
+    pf = PromptFile(path="p.json", cases={"a": "two lesions.", "b": ""})
+    said = []
+    texts = texts_for_cases(pf, ["a", "b"], "MODEL NO-REPORT", False, model_serves_no_report=True, log=said.append)
+    assert texts == {"a": "two lesions.", "b": "MODEL NO-REPORT"}
+    assert len(said) == 1 and "1 of 2 case(s) have no report" in said[0] and "b" in said[0]
+    with pytest.raises(MissingTextError, match="'?b'?"):
+        texts_for_cases(pf, ["a", "b"], "MODEL NO-REPORT", False, model_serves_no_report=False, log=said.append)
+    assert texts_for_cases(pf, ["a", "b"], "MODEL NO-REPORT", True, log=said.append)["b"] == "MODEL NO-REPORT"
+    with_default = PromptFile(path="p.json", cases={"a": "two lesions."}, default="No report.")
+    assert texts_for_cases(with_default, ["a", "b"], "MODEL NO-REPORT", False, model_serves_no_report=True,
+                           log=said.append)["b"] == "No report."
