@@ -25,6 +25,7 @@ class CaseTextTable:
         self.flip_rows: Dict[str, Dict[tuple, int]] = {}  # case id -> flipped map axes -> row of its flipped report
         self.variant_rows: Dict[str, List[int]] = {}  # case id -> rows of its other phrasings
         self.variant_flip_rows: Dict[int, Dict[tuple, int]] = {}  # phrasing row -> flipped map axes -> row
+        self.variant_sha: Dict[int, str] = {}  # phrasing row -> sha256 of its text (for its flipped variants)
         self.flip_patch_to_map, self.flip_map_axes = (), ()
 
     @classmethod
@@ -68,7 +69,7 @@ class CaseTextTable:
                     feats.append(f)
                     masks.append(m)
                 self.variant_rows.setdefault(k, []).append(row_of[sha])
-        self._variant_sha = {r: s for s, r in row_of.items()}
+        self.variant_sha = {r: s for s, r in row_of.items()}
         self._append(feats, masks)
 
     def _append(self, feats, masks) -> None:
@@ -95,7 +96,7 @@ class CaseTextTable:
                 self.flip_rows.setdefault(k, {})[parse_flip_key(key)] = len(self.features) + len(feats)
                 feats.append(f)
                 masks.append(m)
-        for row, sha in getattr(self, "_variant_sha", {}).items():
+        for row, sha in self.variant_sha.items():
             for key, fsha in cache.variant_flips(sha).items():
                 f, m = cache.features_of_text(fsha, f"a flipped phrasing ({key})")
                 self.variant_flip_rows.setdefault(row, {})[parse_flip_key(key)] = len(self.features) + len(feats)
