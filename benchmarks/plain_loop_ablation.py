@@ -17,7 +17,15 @@ every ``--eval-every`` steps the same 256 test images are scored (mean per-case 
 
 Writes OUT/results.json (every score of every variant, seed and step) and OUT/results.md (the last step's table,
 mean over seeds with each seed). A variant/seed already in results.json is skipped, so a second call resumes.
-Budget on the 2-core CPU: about 1 minute per 500 steps of one variant and seed (one thread).
+``--merge A B`` adds the runs of other output folders of the same budget (to run variants in parallel processes,
+one thread each, then write one table). Budget on the 2-core CPU: about 1 minute per 500 steps of one variant and
+seed (one thread).
+
+The departures table of docs/architecture.md (each departure from the reference code undone alone):
+
+    python benchmarks/plain_loop_ablation.py -o OUT --variants default no_text_norms sgd_text gate_0.01 \
+        token_keys self_attention slot_sinusoid no_null_key on_inputs reference_slots reference plain \
+        --seeds 0 1 --steps 800 --eval-every 200
 """
 import argparse
 import json
@@ -46,13 +54,34 @@ NO_REPORT = "No report. Possible findings: the lesions named in the report."
 EVAL_ROWS = ("training", "validation", "held-out", "swapped", "no report")
 
 # name -> (TeViAConfig switches, training options). "default" is nnUNetTrainerTeViA's design.
+DEFAULT_SWITCHES = {"text_reader": "conv", "sentence_key": True}
+DEFAULT_OPTIONS = {"paraphrase": True, "text_dropout": 0.2}
+
+
+def one_change(switches: dict = None, **options) -> tuple:
+    """The default design with some ``TeViAConfig`` switches and training options changed."""
+    return {**DEFAULT_SWITCHES, **(switches or {})}, {**DEFAULT_OPTIONS, **options}
+
+
 VARIANTS: Dict[str, tuple] = {
-    "default": ({"text_reader": "conv", "sentence_key": True}, {"paraphrase": True, "text_dropout": 0.2}),
-    "attention_reader": ({"text_reader": "attention", "sentence_key": True}, {"paraphrase": True, "text_dropout": 0.2}),
-    "no_sentence_key": ({"text_reader": "conv", "sentence_key": False}, {"paraphrase": True, "text_dropout": 0.2}),
-    "no_paraphrase": ({"text_reader": "conv", "sentence_key": True}, {"paraphrase": False, "text_dropout": 0.2}),
-    "no_dropout": ({"text_reader": "conv", "sentence_key": True}, {"paraphrase": True, "text_dropout": 0.0}),
-    "previous_default": ({"text_reader": "conv", "sentence_key": False}, {"paraphrase": False, "text_dropout": 0.0}),
+    "default": one_change(),
+    # reading what a report means (docs/architecture.md, "Reading what a report means")
+    "attention_reader": one_change({"text_reader": "attention"}),
+    "no_sentence_key": one_change({"sentence_key": False}),
+    "no_paraphrase": one_change(paraphrase=False),
+    "no_dropout": one_change(text_dropout=0.0),
+    "dropout_0.3": one_change(text_dropout=0.3),
+    "previous_default": one_change({"sentence_key": False}, paraphrase=False, text_dropout=0.0),
+    # departures from the reference code, each undone alone (docs/architecture.md, "Departures ...")
+    "no_text_norms": one_change({"text_norms": False}),
+    "sgd_text": one_change(text_optimizer=None),
+    "gate_0.01": one_change({"initial_scale": 0.01}),
+    "token_keys": one_change({"text_reader": "tokens"}),
+    "self_attention": one_change({"self_attention": True}),
+    "slot_sinusoid": one_change({"slot_position": True}),
+    "no_null_key": one_change({"null_key": False}),
+    "on_inputs": one_change({"guide_inputs": True}),
+    "reference_slots": one_change({"slots": [TOKENS, TOKENS // 2, 3 * TOKENS // 8]}),
     "reference": ({"design": "reference"}, {"paraphrase": False, "text_dropout": 0.0, "text_optimizer": None}),
     "plain": (None, {}),
 }
@@ -218,6 +247,9 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=500, help="[OPTIONAL] Training steps. Default: 500")
     parser.add_argument("--eval-every", type=int, default=250, help="[OPTIONAL] Default: 250")
     parser.add_argument("--threads", type=int, default=1, help="[OPTIONAL] torch threads. Default: 1")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="DIR",
+                        help="[OPTIONAL] Output folders of other calls with the same --steps whose runs are added "
+                             "to this one's results (a run already here is kept).")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(args.workdir, exist_ok=True)
@@ -228,6 +260,15 @@ def main(argv=None) -> None:
     if results.get("meta", {}).get("steps", args.steps) != args.steps:
         raise SystemExit(f"{path} holds runs of {results['meta']['steps']} steps; use another -o for {args.steps}")
     results["meta"] = meta
+    for other_dir in args.merge:
+        other = json.load(open(os.path.join(other_dir, "results.json")))
+        if other["meta"]["steps"] != args.steps:
+            raise SystemExit(f"{other_dir} holds runs of {other['meta']['steps']} steps, not {args.steps}")
+        for variant, by_seed in other["runs"].items():
+            for seed, curve in by_seed.items():
+                results["runs"].setdefault(variant, {}).setdefault(seed, curve)
+    if args.merge:
+        atomic_write_json(path, results)
     bank, test = TextBank(), make_test_set()
     for variant in args.variants:
         for seed in args.seeds:

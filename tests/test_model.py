@@ -197,7 +197,9 @@ def test_alignment_gradient_reaches_only_text_projections_and_prompts(design):
 
 def test_text_vector_leaves_out_the_null_key():
     keys = torch.tensor([[[9.0, 9], [1, 2], [3, 4], [5, 6]]])   # the null key, then three slots
-    assert GuidedStage.text_vector(keys).tolist() == [[3.0, 4.0]]
+    assert GuidedStage(2, 4, 8, 3).text_vector(keys).tolist() == [[3.0, 4.0]]
+    # without a null key (an ablation) every key is the report's
+    assert GuidedStage(2, 4, 8, 3, null_key=False).text_vector(keys).tolist() == [[4.5, 5.25]]
 
 
 def test_stage_foreground_vectors_exact():

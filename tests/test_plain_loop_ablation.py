@@ -28,6 +28,15 @@ def test_tiny_run_scores_every_row_resumes_and_keeps_budgets_apart(tmp_path, cap
     assert "default seed 0 step" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="4 steps"):
         ablation.main(["-o", out, "--variants", "default", "--steps", "6"])
+    # a run in another folder (another process) joins the first one's table
+    other = str(tmp_path / "other")
+    ablation.main(["-o", other, "--variants", "no_null_key", "--steps", "4", "--eval-every", "4"])
+    ablation.main(["-o", out, "--variants", "default", "--steps", "4", "--merge", other])
+    merged = json.load(open(os.path.join(out, "results.json")))["runs"]
+    assert set(merged) == {"default", "plain", "no_null_key"} and merged["default"]["0"] == curve
+    assert "| no_null_key | 0 |" in open(os.path.join(out, "results.md")).read()
+    with pytest.raises(SystemExit, match="4 steps, not 6"):
+        ablation.main(["-o", str(tmp_path / "third"), "--variants", "default", "--steps", "6", "--merge", other])
 
 
 def test_every_variant_builds_and_runs_one_forward():

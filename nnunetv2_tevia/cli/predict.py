@@ -63,10 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='[OPTIONAL] Prompt JSON holding the input cases\' reports. Default: the dataset\'s '
                         '$nnUNet_raw/DatasetXXX_Name/tevia_prompts.json')
     p.add_argument('--allow-missing-text', action='store_true',
-                   help='[OPTIONAL] Predict cases without a report on the model\'s no-report text instead of '
-                        'stopping. Without it, such a case is an error unless the prompt file has a "default"; '
-                        'a prompt file that names none of the input cases (another dataset\'s?) is an error even '
-                        'with a "default".')
+                   help='[OPTIONAL] Predict cases without a report on the model\'s no-report text also when the '
+                        'model was not trained for cases without a report (trained without text dropout, e.g. '
+                        '_noTextDropout, _oneWording, _reference): results for those cases are text-free. Models '
+                        'of the default trainer (text dropout 0.2) predict such cases on their no-report text '
+                        'without this flag and log how many there are; a "default" in the prompt file is used '
+                        'before either. A prompt file that names none of the input cases (another dataset\'s?) '
+                        'is an error even so.')
     p.add_argument('--text-cache', type=str, default=None,
                    help='[OPTIONAL] Folder for the text embeddings. When it already holds every text to predict, '
                         'the encoder is not loaded. A dataset\'s training cache (written by nnUNetv2_tevia_prompts '

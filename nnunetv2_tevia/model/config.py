@@ -9,7 +9,8 @@ from typing import List, Optional
 PLANS_KEY = "tevia"
 DESIGNS = ("tevia", "reference")  # GuidedStage (guided_stage.py), ReferenceGuidedStage (reference_stage.py)
 DEFAULT_INITIAL_SCALE = {"tevia": 0.1, "reference": 0.01}
-TEXT_READERS = ("conv", "attention")  # TextProjection, AttentionPoolProjection (model/text_projection.py)
+# TextProjection, AttentionPoolProjection, TokenProjection (model/text_projection.py); "tokens" is an ablation
+TEXT_READERS = ("conv", "attention", "tokens")
 
 
 def default_slot_counts(text_tokens: int, num_stages: int, design: str = "reference") -> List[int]:
@@ -44,6 +45,14 @@ class TeViAConfig:
     # embedding is one more key. Plans written before these existed read as "conv" without a sentence key.
     text_reader: str = "conv"
     sentence_key: bool = False
+    # Ablation switches of the default design: each undoes one departure from the reference code, so that
+    # benchmarks/plain_loop_ablation.py reruns docs/architecture.md's departures table on the real GuidedStage.
+    # The defaults are the default design (plans written before the switches existed read as it).
+    text_norms: bool = True       # LayerNorm before and after every text projection (False: raw encoder features)
+    null_key: bool = True         # one learned "nothing" key before the report's keys
+    slot_position: bool = False   # add a 1D sinusoid over the key axis to the keys (the reference's)
+    self_attention: bool = False  # a self-attention over the map before the cross-attention (the reference's)
+    guide_inputs: bool = False    # guide the inputs of decoder stages 0..K-1 (the reference's place), not their outputs
 
     def __post_init__(self):
         if self.design not in DESIGNS:

@@ -11,7 +11,9 @@ Text reaches the network in one of three ways, in this order:
      and patch box;
   2. ``with network.case_text(features, mask), network.patch_box(box):`` around a call that nnU-Net makes as
      ``network(x)`` (its validation step); set on entry, cleared on exit (also on error), never in the state dict;
-  3. the no-report text, only if ``allow_no_report`` is set (text-dropout models, or an explicit opt-in).
+  3. the no-report text, only if ``allow_no_report`` is set (_noText, or an explicit opt-in such as
+     NNUNETV2_TEVIA_ALLOW_NO_REPORT=1); nnUNetv2_tevia_predict instead passes the no-report text explicitly (1.)
+     to the cases without a report when the model was trained for them (text dropout, the default).
 Otherwise the forward refuses: a TeViA model never quietly gives text-free results.
 """
 from contextlib import contextmanager
@@ -54,13 +56,17 @@ class TeViANetwork(nn.Module):
                                            config.cross_attention_heads, config.initial_scale)
                       for c, l in zip(channels, slots)]
         else:
-            # the output of decoder stage s has the channels of the skip it was concatenated with
-            channels = [self.encoder.output_channels[-(s + 2)] for s in range(num_stages)]
+            # the output of decoder stage s has the channels of the skip it was concatenated with (its input: see
+            # above, for the guide_inputs ablation)
+            offset = 1 if config.guide_inputs else 2
+            channels = [self.encoder.output_channels[-(s + offset)] for s in range(num_stages)]
             stages = [GuidedStage(c, config.text_tokens, config.text_dim, l, config.cross_attention_heads,
-                                  config.initial_scale, config.text_reader, config.sentence_key)
+                                  config.initial_scale, config.text_reader, config.sentence_key,
+                                  text_norms=config.text_norms, null_key=config.null_key,
+                                  slot_position=config.slot_position, self_attention=config.self_attention)
                       for c, l in zip(channels, slots)]
         self.guidance = nn.ModuleList(stages)
-        self.guides_inputs = config.design == "reference"
+        self.guides_inputs = config.design == "reference" or config.guide_inputs
         self.register_buffer("no_report_text_features", torch.zeros(config.text_tokens, config.text_dim))
         self.register_buffer("no_report_text_mask", torch.zeros(config.text_tokens, dtype=torch.bool))
         self.allow_no_report = not config.case_text  # _noText; others only by explicit opt-in (build_network_architecture)

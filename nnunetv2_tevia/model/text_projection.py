@@ -2,14 +2,21 @@
 
 ``TextProjection`` mixes the tokens by their index into slots (the reference's Conv1d, with its defects removed),
 ``AttentionPoolProjection`` pools them by what they say (learned slot queries attend over the tokens), and
-``SentenceProjection`` turns the report's sentence embedding into one more key. ``ReferenceTextProjection`` is the
-reference code's (kept for ``nnUNetTrainerTeViA_reference``). docs/architecture.md has the measurements.
+``SentenceProjection`` turns the report's sentence embedding into one more key. ``TokenProjection`` keeps every token
+as a key (an ablation: no slots). ``ReferenceTextProjection`` is the reference code's (kept for
+``nnUNetTrainerTeViA_reference``). ``norms=False`` drops the LayerNorms of a projection (an ablation: the reference
+feeds the raw encoder features). docs/architecture.md has the measurements.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nnunetv2_tevia.model.attention import largest_head_count
+
+
+def layer_norm(channels: int, norms: bool = True) -> nn.Module:
+    """``LayerNorm(channels)``, or the identity for the ``text_norms=False`` ablation."""
+    return nn.LayerNorm(channels) if norms else nn.Identity()
 
 
 def masked_mean(text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
@@ -28,13 +35,13 @@ class TextProjection(nn.Module):
     Padding tokens are zeroed before the token mixing; after it the slots are mixtures of tokens, all valid.
     """
 
-    def __init__(self, text_tokens: int, text_dim: int, slots: int, channels: int):
+    def __init__(self, text_tokens: int, text_dim: int, slots: int, channels: int, norms: bool = True):
         super().__init__()
-        self.norm_in = nn.LayerNorm(text_dim)
+        self.norm_in = layer_norm(text_dim, norms)
         self.token_mix = nn.Conv1d(text_tokens, slots, kernel_size=1)
         self.act = nn.GELU()
         self.to_channels = nn.Linear(text_dim, channels)
-        self.norm_out = nn.LayerNorm(channels)
+        self.norm_out = layer_norm(channels, norms)
 
     def forward(self, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """text: (B, L, D); text_mask: (B, L) bool. Returns (B, L_s, C_s)."""
@@ -51,15 +58,15 @@ class AttentionPoolProjection(nn.Module):
     binds a slot to token positions instead. Padding is masked out of the pooling.
     """
 
-    def __init__(self, text_dim: int, slots: int, channels: int, heads: int = 4):
+    def __init__(self, text_dim: int, slots: int, channels: int, heads: int = 4, norms: bool = True):
         super().__init__()
         self.heads = largest_head_count(text_dim, heads)
-        self.norm_in = nn.LayerNorm(text_dim)
+        self.norm_in = layer_norm(text_dim, norms)
         self.queries = nn.Parameter(torch.randn(slots, text_dim) * text_dim ** -0.5)
         self.key = nn.Linear(text_dim, text_dim)
         self.act = nn.GELU()
         self.to_channels = nn.Linear(text_dim, channels)
-        self.norm_out = nn.LayerNorm(channels)
+        self.norm_out = layer_norm(channels, norms)
 
     def forward(self, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """text: (B, L, D); text_mask: (B, L) bool. Returns (B, L_s, C_s)."""
@@ -82,15 +89,34 @@ class SentenceProjection(nn.Module):
     ``LayerNorm(D)``, ``Linear(D -> C_s)``, GELU, ``Linear``, ``LayerNorm(C_s)``. Paraphrase-trained encoders (the
     default all-MiniLM-L6-v2) place reworded reports close together in exactly this space."""
 
-    def __init__(self, text_dim: int, channels: int):
+    def __init__(self, text_dim: int, channels: int, norms: bool = True):
         super().__init__()
-        self.norm_in = nn.LayerNorm(text_dim)
+        self.norm_in = layer_norm(text_dim, norms)
         self.mlp = nn.Sequential(nn.Linear(text_dim, channels), nn.GELU(), nn.Linear(channels, channels))
-        self.norm_out = nn.LayerNorm(channels)
+        self.norm_out = layer_norm(channels, norms)
 
     def forward(self, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """(B, L, D), (B, L) -> (B, 1, C_s)."""
         return self.norm_out(self.mlp(self.norm_in(masked_mean(text, text_mask))))[:, None]
+
+
+class TokenProjection(nn.Module):
+    """Every token its own key, no slots (the ``text_reader="tokens"`` ablation: the reference's cross-attention
+    to the report's tokens without the token mixing): ``LayerNorm(D)``, GELU, ``Linear(D -> C_s)``,
+    ``LayerNorm(C_s)`` per token. Padding tokens are zeroed first, so they all become one learned vector (like
+    further null keys); the attention has no key mask."""
+
+    def __init__(self, text_dim: int, channels: int, norms: bool = True):
+        super().__init__()
+        self.norm_in = layer_norm(text_dim, norms)
+        self.act = nn.GELU()
+        self.to_channels = nn.Linear(text_dim, channels)
+        self.norm_out = layer_norm(channels, norms)
+
+    def forward(self, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """text: (B, L, D); text_mask: (B, L) bool. Returns (B, L, C_s)."""
+        t = self.norm_in(text) * text_mask[..., None].to(text.dtype)
+        return self.norm_out(self.to_channels(self.act(t)))
 
 
 class ReferenceTextProjection(nn.Module):
