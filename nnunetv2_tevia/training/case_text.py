@@ -5,7 +5,8 @@ training loop. Row 0 is the no-report text. A case's report has one row; its oth
 "alternatives" and the paraphrases, text/cache/variants.py) have rows of their own, and training draws one of the
 case's rows per sample (``row_indices(..., rng=...)``); validation and prediction always use the report itself.
 """
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -15,6 +16,19 @@ from nnunetv2_tevia.text.cache.mirror import parse_flip_key
 from nnunetv2_tevia.training.mirror_text import sample_flips
 
 NO_REPORT_ROW = 0
+
+
+def load_rows(loads: Sequence[Callable[[], Tuple[np.ndarray, np.ndarray]]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Each loader's (features (L, D), mask (L,)) as rows of two arrays allocated once (not a list of loaded copies
+    and then a stacked one)."""
+    features = masks = None
+    for i, load in enumerate(loads):
+        f, m = load()
+        if features is None:
+            features = np.empty((len(loads),) + f.shape, f.dtype)
+            masks = np.empty((len(loads),) + m.shape, m.dtype)
+        features[i], masks[i] = f, m
+    return features, masks
 
 
 class CaseTextTable:
@@ -31,18 +45,13 @@ class CaseTextTable:
     @classmethod
     def from_cache(cls, cache, case_ids: Iterable[str], no_report_allowed: bool, dataset: str,
                    prompt_file: str) -> "CaseTextTable":
-        feats, masks = [], []
-        f, m = cache.no_report_features()
-        feats.append(f)
-        masks.append(m)
+        loads: List[Callable[[], Tuple[np.ndarray, np.ndarray]]] = [cache.no_report_features]
         rows: Dict[str, int] = {}
         missing: List[str] = []
         for k in case_ids:
             if cache.has_case(k):
-                f, m = cache.features(k)
-                rows[k] = len(feats)
-                feats.append(f)
-                masks.append(m)
+                rows[k] = len(loads)
+                loads.append(partial(cache.features, k))
             elif no_report_allowed:
                 rows[k] = NO_REPORT_ROW
             else:
@@ -53,30 +62,36 @@ class CaseTextTable:
                 f"{len(missing)} training case(s) of {dataset} have no report text in the active text cache "
                 f"{cache.folder}: {shown}. Write their reports into {prompt_file} (or set a \"default\" text "
                 f"there), then run: nnUNetv2_tevia_prompts embed -d {dataset}")
-        table = cls(np.stack(feats), np.stack(masks), rows)
-        table._add_variant_rows(cache)
-        return table
-
-    def _add_variant_rows(self, cache) -> None:
-        feats, masks, row_of = [], [], {}
-        for k, row in self.rows.items():
+        # the case's other phrasings (one row per distinct text), loaded into the same arrays
+        variant_rows: Dict[str, List[int]] = {}
+        row_of: Dict[str, int] = {}
+        for k, row in rows.items():
             if row == NO_REPORT_ROW:
                 continue
             for sha in cache.variant_shas(k):
                 if sha not in row_of:
-                    f, m = cache.features_of_text(sha, f"a phrasing of case {k!r}")
-                    row_of[sha] = len(self.features) + len(feats)
-                    feats.append(f)
-                    masks.append(m)
-                self.variant_rows.setdefault(k, []).append(row_of[sha])
-        self.variant_sha = {r: s for s, r in row_of.items()}
-        self._append(feats, masks)
+                    row_of[sha] = len(loads)
+                    loads.append(partial(cache.features_of_text, sha, f"a phrasing of case {k!r}"))
+                variant_rows.setdefault(k, []).append(row_of[sha])
+        table = cls(*load_rows(loads), rows)
+        table.variant_rows = variant_rows
+        table.variant_sha = {r: s for s, r in row_of.items()}
+        return table
 
-    def _append(self, feats, masks) -> None:
-        if feats:
-            device = self.features.device
-            self.features = torch.cat((self.features, torch.from_numpy(np.stack(feats)).to(device)))
-            self.masks = torch.cat((self.masks, torch.from_numpy(np.stack(masks)).to(device)))
+    def _append(self, loads: Sequence[Callable[[], Tuple[np.ndarray, np.ndarray]]]) -> None:
+        """Rows loaded straight into the grown table: no list of loaded copies and no concatenation beside it, so the
+        peak memory is the old table plus the new one (a cache of many phrasings and flips is tens of MB in 2D)."""
+        if not loads:
+            return
+        n = len(self.features)
+        features = self.features.new_empty((n + len(loads),) + tuple(self.features.shape[1:]))
+        masks = self.masks.new_empty((n + len(loads),) + tuple(self.masks.shape[1:]))
+        features[:n], masks[:n] = self.features, self.masks
+        self.features, self.masks = features[:n], masks[:n]  # still whole if a load fails; the old table is freed
+        for i, load in enumerate(loads):
+            f, m = load()
+            features[n + i], masks[n + i] = torch.from_numpy(f), torch.from_numpy(m)
+        self.features, self.masks = features, masks
 
     def to(self, device: torch.device) -> "CaseTextTable":
         self.features = self.features.to(device)
@@ -87,22 +102,18 @@ class CaseTextTable:
         """Rows of each case's flipped reports (those that differ from its own; text/cache/mirror.py). Cases on
         the no-report row keep it whatever the flip. ``patch_to_map``: each patch axis's map axis
         (model/mirror_axes.patch_map_axes)."""
-        feats, masks = [], []
+        loads = []
         for k, row in self.rows.items():
             if row == NO_REPORT_ROW:
                 continue
             for key in cache.mirror_flips(k):
-                f, m = cache.mirrored_features(k, parse_flip_key(key))
-                self.flip_rows.setdefault(k, {})[parse_flip_key(key)] = len(self.features) + len(feats)
-                feats.append(f)
-                masks.append(m)
+                self.flip_rows.setdefault(k, {})[parse_flip_key(key)] = len(self.features) + len(loads)
+                loads.append(partial(cache.mirrored_features, k, parse_flip_key(key)))
         for row, sha in self.variant_sha.items():
             for key, fsha in cache.variant_flips(sha).items():
-                f, m = cache.features_of_text(fsha, f"a flipped phrasing ({key})")
-                self.variant_flip_rows.setdefault(row, {})[parse_flip_key(key)] = len(self.features) + len(feats)
-                feats.append(f)
-                masks.append(m)
-        self._append(feats, masks)
+                self.variant_flip_rows.setdefault(row, {})[parse_flip_key(key)] = len(self.features) + len(loads)
+                loads.append(partial(cache.features_of_text, fsha, f"a flipped phrasing ({key})"))
+        self._append(loads)
         self.flip_patch_to_map, self.flip_map_axes = tuple(patch_to_map), tuple(map_axes)
 
     def row_indices(self, keys: Sequence[str], mirror_axes=None, rng: Optional[np.random.Generator] = None
