@@ -1,10 +1,12 @@
-"""Does the text gain hold over a longer schedule? Several trainers side by side on one GPU, with a learning curve.
+"""Does the text gain hold over a longer schedule? Several trainers on one budget, with a learning curve.
 
     python benchmarks/gpu_long_schedule.py -d 501 -o OUT -device cuda                       # 48 x 250 = 12 000 steps
     python benchmarks/gpu_long_schedule.py -d 501 -o OUT -device cuda --epochs 40 --report-only
+    python benchmarks/gpu_long_schedule.py -d 501 -o OUT -device cpu --epochs 80 --iterations 50 \
+        --snapshot-every 10 --trainers nnUNetTrainer nnUNetTrainerTeViA     # CPU: 4000 steps, a snapshot every 500
 
-1. Starts one ``run_benchmark.py --budget gpuShort`` per trainer, all at once (the trainings share the GPU; the
-   CPU cores are split between their data-augmentation workers). Each trains batch 8 for --epochs x --iterations
+1. Starts one ``run_benchmark.py --budget gpuShort`` per trainer: on CUDA all at once (the trainings share the GPU;
+   the CPU cores are split between their data-augmentation workers), on the CPU one after another (--parallel). Each trains batch 8 for --epochs x --iterations
    steps (nnU-Net's AMP on CUDA), keeps ``checkpoint_step<N>.pth`` every --snapshot-every epochs, predicts
    imagesTs with its final checkpoint, scores it against labelsTs and, for TeViA models, also predicts without
    any report.
@@ -43,21 +45,29 @@ def snapshot_steps(folder: str) -> List[int]:
                   for p in glob.glob(os.path.join(folder, "checkpoint_step*.pth")))
 
 
+def default_parallel(device: str, n_trainers: int) -> int:
+    """All trainings at once on a GPU (small batch-8 trainings leave it mostly idle), one at a time on the CPU."""
+    return n_trainers if device == "cuda" else 1
+
+
 def train_all(args, env: Dict[str, str]) -> None:
+    """One ``run_benchmark.py`` per trainer, ``args.parallel`` at a time, in the order given."""
     cpus = os.cpu_count() or 2
-    procs = []
-    for trainer in args.trainers:
-        log = os.path.join(args.o, "logs", f"{trainer}.log")
-        os.makedirs(os.path.dirname(log), exist_ok=True)
-        cmd = [sys.executable, os.path.join(HERE, "run_benchmark.py"), "-d", args.d, "-o", args.o, "-c", args.c,
-               "-p", args.p, "--budget", "gpuShort", "--trainers", trainer, "--seeds", "0", "--no-report",
-               "-device", args.device]
-        trainer_env = dict(env, nnUNet_n_proc_DA=str(max(1, (cpus - 1) // len(args.trainers))))
-        print(f"[{time.strftime('%X')}] {' '.join(cmd)}  (log {log})", flush=True)
-        procs.append((trainer, subprocess.Popen(cmd, env=trainer_env, stdout=open(log, "a"), stderr=subprocess.STDOUT),
-                      log))
-    failed = []
-    for trainer, proc, log in procs:
+    parallel = max(1, min(args.parallel, len(args.trainers)))
+    waiting, running, failed = list(args.trainers), [], []
+    while waiting or running:
+        while waiting and len(running) < parallel:
+            trainer = waiting.pop(0)
+            log = os.path.join(args.o, "logs", f"{trainer}.log")
+            os.makedirs(os.path.dirname(log), exist_ok=True)
+            cmd = [sys.executable, os.path.join(HERE, "run_benchmark.py"), "-d", args.d, "-o", args.o, "-c", args.c,
+                   "-p", args.p, "--budget", "gpuShort", "--trainers", trainer, "--seeds", "0", "--no-report",
+                   "-device", args.device]
+            trainer_env = dict(env, nnUNet_n_proc_DA=str(max(1, (cpus - 1) // parallel)))
+            print(f"[{time.strftime('%X')}] {' '.join(cmd)}  (log {log})", flush=True)
+            running.append((trainer, subprocess.Popen(cmd, env=trainer_env, stdout=open(log, "a"),
+                                                      stderr=subprocess.STDOUT), log))
+        trainer, proc, log = running.pop(0)
         if proc.wait() != 0:
             failed.append(f"{trainer} (log {log})")
     if failed:
@@ -169,10 +179,15 @@ def main(argv=None) -> None:
                    help=f"[OPTIONAL] iterations per epoch. Default: {budget.GPU_SHORT_ITERATIONS}")
     p.add_argument("--snapshot-every", type=int, default=8, help="[OPTIONAL] epochs between snapshots. Default: 8")
     p.add_argument("-device", default="cuda", choices=("cpu", "cuda"), help="[OPTIONAL] Default: cuda")
+    p.add_argument("--parallel", type=int, default=None,
+                   help="[OPTIONAL] trainings at once. Default: all of them on cuda (they share the GPU), 1 on cpu "
+                        "(on a few cores parallel trainings only fight over them)")
     p.add_argument("--report-only", action="store_true",
                    help="[OPTIONAL] train and predict nothing: rewrite the tables from what is there")
     p.add_argument("--score-one", help=argparse.SUPPRESS)  # internal: score one trainer's snapshots
     args = p.parse_args(argv)
+    if args.parallel is None:
+        args.parallel = default_parallel(args.device, len(args.trainers))
 
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 

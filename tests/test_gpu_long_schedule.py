@@ -10,12 +10,11 @@ import pytest
 from nnunetv2_tevia.demo.generator import generate_demo_dataset
 from test_benchmark_e2e import SCRIPT, _env, _run  # tests/ is on sys.path (pytest rootdir import mode)
 
-pytestmark = pytest.mark.slow
-
 LONG = SCRIPT.parent / "gpu_long_schedule.py"
 DATASET = 932
 
 
+@pytest.mark.slow
 def test_long_schedule_trains_snapshots_and_scores_the_curve(tmp_path):
     env = _env(tmp_path)
     for k in ("raw", "pre", "res"):
@@ -42,3 +41,33 @@ def test_long_schedule_trains_snapshots_and_scores_the_curve(tmp_path):
     logs = "".join(p.read_text() for p in (out / "logs").glob("*.log"))
     assert logs.count("training nnUNetTrainerTeViA_gpuShortBudget") == 1  # the second call trained nothing
     assert " steps: per-case Dice" not in again.stdout  # and scored no snapshot again
+
+
+@pytest.mark.parametrize("device,parallel,expected_max", [("cpu", None, 1), ("cuda", None, 3), ("cpu", 2, 2)])
+def test_trainings_run_parallel_on_cuda_and_one_at_a_time_on_cpu(tmp_path, monkeypatch, device, parallel,
+                                                                   expected_max):
+    import argparse
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import gpu_long_schedule
+
+    state = {"running": 0, "max": 0, "order": []}
+
+    class FakeProcess:
+        def __init__(self, cmd, env, stdout, stderr):
+            state["running"] += 1
+            state["max"] = max(state["max"], state["running"])
+            state["order"].append(cmd[cmd.index("--trainers") + 1])
+            self.n_proc_da = env["nnUNet_n_proc_DA"]
+
+        def wait(self):
+            state["running"] -= 1
+            return 0
+
+    monkeypatch.setattr(gpu_long_schedule.subprocess, "Popen", FakeProcess)
+    trainers = ["nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText"]
+    args = argparse.Namespace(d="1", o=str(tmp_path), c="2d", p="nnUNetPlans", device=device, trainers=trainers,
+                              parallel=parallel if parallel is not None else
+                              gpu_long_schedule.default_parallel(device, len(trainers)))
+    gpu_long_schedule.train_all(args, {})
+    assert state["max"] == expected_max and state["order"] == trainers and state["running"] == 0
