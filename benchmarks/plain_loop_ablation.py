@@ -222,7 +222,9 @@ def write_table(results: dict, path: str) -> None:
             cells.append(f"{np.mean(vals):.3f} ({', '.join(f'{v:.3f}' for v in vals)})")
         rows.append(f"| {variant} | {', '.join(finals)} | " + " | ".join(cells) + " |")
     meta = results["meta"]
-    text = (f"Plain-loop ablation, {meta['steps']} steps, batch 16, {SIZE} x {SIZE}, commit {meta['commit']}, "
+    commits = sorted({c for by_seed in results.get("commits", {}).values() for c in by_seed.values()}) or \
+        [meta["commit"]]
+    text = (f"Plain-loop ablation, {meta['steps']} steps, batch 16, {SIZE} x {SIZE}, commit {', '.join(commits)}, "
             f"{meta['machine']}, {meta['date']}. Mean per-case Dice on 256 test images (each seed in brackets); "
             f"'plain' has no text, so every column shows its one score.\n\n" + "\n".join(rows) + "\n")
     with open(path, "w") as f:
@@ -266,7 +268,10 @@ def main(argv=None) -> None:
             raise SystemExit(f"{other_dir} holds runs of {other['meta']['steps']} steps, not {args.steps}")
         for variant, by_seed in other["runs"].items():
             for seed, curve in by_seed.items():
-                results["runs"].setdefault(variant, {}).setdefault(seed, curve)
+                if seed not in results["runs"].setdefault(variant, {}):
+                    results["runs"][variant][seed] = curve
+                    results.setdefault("commits", {}).setdefault(variant, {})[seed] = \
+                        other.get("commits", {}).get(variant, {}).get(seed, other["meta"]["commit"])
     if args.merge:
         atomic_write_json(path, results)
     bank, test = TextBank(), make_test_set()
@@ -276,6 +281,7 @@ def main(argv=None) -> None:
                 continue
             curve = train(variant, seed, args.steps, args.eval_every, bank, test)
             results["runs"].setdefault(variant, {})[str(seed)] = curve
+            results.setdefault("commits", {}).setdefault(variant, {})[str(seed)] = meta["commit"]
             atomic_write_json(path, results)
     write_table(results, os.path.join(args.workdir, "results.md"))
     print(open(os.path.join(args.workdir, "results.md")).read())

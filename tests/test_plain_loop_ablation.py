@@ -34,6 +34,8 @@ def test_tiny_run_scores_every_row_resumes_and_keeps_budgets_apart(tmp_path, cap
     ablation.main(["-o", out, "--variants", "default", "--steps", "4", "--merge", other])
     merged = json.load(open(os.path.join(out, "results.json")))["runs"]
     assert set(merged) == {"default", "plain", "no_null_key"} and merged["default"]["0"] == curve
+    commits = json.load(open(os.path.join(out, "results.json")))["commits"]  # each run keeps the commit that made it
+    assert commits["no_null_key"]["0"] == commits["default"]["0"] == results["meta"]["commit"]
     assert "| no_null_key | 0 |" in open(os.path.join(out, "results.md")).read()
     with pytest.raises(SystemExit, match="4 steps, not 6"):
         ablation.main(["-o", str(tmp_path / "third"), "--variants", "default", "--steps", "6", "--merge", other])
