@@ -242,7 +242,7 @@ def plan_runs(args, dataset: str) -> List[Run]:
         if cls is None:
             raise TeViAError(f"no trainer {trainer}; --trainers takes 'all' or names of "
                              f"{', '.join(TRAINERS + OPTIONAL_TRAINERS)}")
-        for seed in (args.seeds if base in SEEDED_TRAINERS else args.seeds[:1]):
+        for seed in (args.seeds if base in SEEDED_TRAINERS or args.every_seed else args.seeds[:1]):
             root = os.path.abspath(join(args.o, "models", f"seed_{seed}"))
             model = join(root, dataset, f"{trainer}__{args.p}__{args.c}", f"fold_{args.fold}")
             runs.append(Run(base, seed, trainer, issubclass(cls, nnUNetTrainerTeViA), root, model,
@@ -461,7 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"Default: all")
     p.add_argument("--seeds", nargs="+", type=int, default=[0],
                    help=f"[OPTIONAL] seeds of {', '.join(SEEDED_TRAINERS)}; the ablations run with the first "
-                        f"only. Default: 0")
+                        f"only (unless --every-seed). Default: 0")
+    p.add_argument("--every-seed", action="store_true",
+                   help="[OPTIONAL] train every trainer of --trainers with every seed of --seeds, the ablations too "
+                        "(a paired table: each row over the same seeds)")
     p.add_argument("--val-cases", type=int, default=None,
                    help="[OPTIONAL] imagesTr cases held out for nnU-Net's per-epoch pseudo Dice. Default: 5%% of "
                         "them, at least 1 and at most 50")
