@@ -131,6 +131,29 @@ def test_benchmark_split_keeps_existing_folds(tmp_path):
     assert not isinstance(caught.value, SystemExit)
 
 
+def test_every_seed_pairs_the_ablations(tmp_path):
+    """By default the ablations train with the first seed only; --every-seed gives every trainer every seed (issue
+    21's paired table: nnUNetTrainer, TeViA, _noText and _reference over the same seeds)."""
+    run_benchmark, _ = _benchmark_modules()
+    trainers = ["nnUNetTrainer", "nnUNetTrainerTeViA_noText", "nnUNetTrainerTeViA_reference"]
+    base = ["-d", "1", "-o", str(tmp_path), "--trainers", *trainers, "--seeds", "0", "1", "-device", "cpu"]
+
+    def planned(argv):
+        args = run_benchmark.build_parser().parse_args(argv)
+        args.fold = 5
+        return [(r.base_trainer, r.seed) for r in run_benchmark.plan_runs(args, "Dataset001_X")]
+
+    assert planned(base) == [("nnUNetTrainer", 0), ("nnUNetTrainer", 1), ("nnUNetTrainerTeViA_noText", 0),
+                             ("nnUNetTrainerTeViA_reference", 0)]
+    runs = planned(base + ["--every-seed"])
+    assert runs == [(t, s) for t in trainers for s in (0, 1)]
+    # each seed's models in a folder of their own, so the seeds of one trainer do not overwrite each other
+    args = run_benchmark.build_parser().parse_args(base + ["--every-seed"])
+    args.fold = 5
+    folders = [r.model_folder for r in run_benchmark.plan_runs(args, "Dataset001_X")]
+    assert len(set(folders)) == len(folders)
+
+
 def test_summary_over_seeds_and_markdown():
     _, bench_report = _benchmark_modules()
 
