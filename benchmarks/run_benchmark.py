@@ -46,9 +46,11 @@ TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText", 
 # not part of 'all': text dropout is for measuring one model with and without reports (--no-report); full DA is
 # TeViA with nnU-Net's mirroring and rotations, for reports whose locations survive mirroring (or name none);
 # reference is the reference code's arrangement (docs/architecture.md), for comparing designs; mirrorText requires
-# the prompt file's "mirror" word map (docs/prompt_format.md), locationSafe never mirrors
+# the prompt file's "mirror" word map (docs/prompt_format.md), locationSafe never mirrors; mirrorUnflipped is the
+# control for text-consistent mirroring (the default's mirroring with the reports' words left as written)
 OPTIONAL_TRAINERS = ("nnUNetTrainerTeViA_textDropout", "nnUNetTrainerTeViA_fullDA", "nnUNetTrainerTeViA_reference",
-                     "nnUNetTrainerTeViA_mirrorText", "nnUNetTrainerTeViA_locationSafe")
+                     "nnUNetTrainerTeViA_mirrorText", "nnUNetTrainerTeViA_locationSafe",
+                     "nnUNetTrainerTeViA_mirrorUnflipped")
 SEEDED_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_mirrorText",
                    "nnUNetTrainerTeViA_locationSafe")
 NO_REPORT = " (no report)"

@@ -180,6 +180,32 @@ def test_a_flipped_training_sample_gets_the_flipped_report(ws, monkeypatch, tmp_
     assert trainer_module.MirrorTransform is MirrorTransform  # the swap lasted only for the call
 
 
+def test_the_unflipped_control_mirrors_like_the_default_but_keeps_each_report(ws, monkeypatch, tmp_path):
+    """nnUNetTrainerTeViA_mirrorUnflipped (issue 21's control): the same axes mirrored in training and at test time
+    as the default with the 2d word map, but every sample reads its report as written, and the plans carry no map
+    (so prediction does not flip the reports either)."""
+    from nnunetv2.run.run_training import get_trainer_from_args
+    from nnunetv2_tevia.text.cache import load_active_cache
+
+    _use(ws, monkeypatch, tmp_path)
+    trainer = get_trainer_from_args(str(DS), "2d", 0, "nnUNetTrainerTeViA_mirrorUnflipped", device=torch.device("cpu"))
+    trainer.initialize()
+    train, _ = trainer.get_dataloaders()
+    assert trainer.inference_allowed_mirroring_axes == (0, 1)
+    assert trainer.plans_manager.plans["tevia"].get("mirror") is None and not trainer.text_table.flip_rows
+    cache = load_active_cache(NAME)
+    trainer.sample_text_variants, trainer.text_dropout = False, 0.0
+    flipped = 0
+    for _ in range(4):
+        batch = next(train)
+        flipped += int(batch["mirror_axes"].any())
+        text, _ = trainer._batch_text(batch["keys"], training=True, mirror_axes=batch["mirror_axes"])
+        for b, key in enumerate(batch["keys"]):
+            want, _ = cache.mirrored_features(key, ())
+            torch.testing.assert_close(text[b].cpu(), torch.from_numpy(want))
+    assert flipped, "no sample of 4 batches was mirrored: the control would not mirror at all"
+
+
 @pytest.fixture(scope="module")
 def model(ws) -> Path:
     """The tiny mirrorText training (2 epochs of 3 iterations and nnU-Net's final validation)."""

@@ -24,7 +24,8 @@ from nnunetv2_tevia.training.variants.ablations import (nnUNetTrainerTeViA_noAli
                                                         nnUNetTrainerTeViA_noText)
 from nnunetv2_tevia.training.variants.augmentation import nnUNetTrainerTeViA_fullDA
 from nnunetv2_tevia.training.variants.mirror_text import (nnUNetTrainerTeViA_locationSafe,
-                                                          nnUNetTrainerTeViA_mirrorText)
+                                                          nnUNetTrainerTeViA_mirrorText,
+                                                          nnUNetTrainerTeViA_mirrorUnflipped)
 from nnunetv2_tevia.training.variants.reference import nnUNetTrainerTeViA_reference
 from nnunetv2_tevia.training.variants.snapshots import SnapshotMixin
 from nnunetv2_tevia.training.variants.text_dropout import nnUNetTrainerTeViA_textDropout
@@ -50,7 +51,8 @@ __all__ = [f"{base.__name__}_{budget}" for base in (nnUNetTrainer, nnUNetTrainer
                                                       nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
                                                       nnUNetTrainerTeViA_textDropout, nnUNetTrainerTeViA_fullDA,
                                                       nnUNetTrainerTeViA_reference, nnUNetTrainerTeViA_mirrorText,
-                                                      nnUNetTrainerTeViA_locationSafe)
+                                                      nnUNetTrainerTeViA_locationSafe,
+                                                      nnUNetTrainerTeViA_mirrorUnflipped)
            for budget in BUDGETS] + [f"{base.__name__}_cpuBudget" for base in (
                nnUNetTrainerTeViA_noParaphrase, nnUNetTrainerTeViA_noTextDropout, nnUNetTrainerTeViA_oneWording)]
 
@@ -234,4 +236,16 @@ class nnUNetTrainerTeViA_noTextDropout_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_
 
 
 class nnUNetTrainerTeViA_oneWording_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_oneWording):
+    pass
+
+
+class nnUNetTrainerTeViA_mirrorUnflipped_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_mirrorUnflipped):
+    pass
+
+
+class nnUNetTrainerTeViA_mirrorUnflipped_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_mirrorUnflipped):
+    pass
+
+
+class nnUNetTrainerTeViA_mirrorUnflipped_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_mirrorUnflipped):
     pass
