@@ -6,7 +6,8 @@ Every trainer is wrapped in the same budget variant (``<Trainer>_cpuBudget`` / `
 nnunetv2_tevia/training/variants/benchmark_budget.py) and trained on the same fold of splits_final.json: all of
 imagesTr except a few cases held out for nnU-Net's per-epoch pseudo Dice. Each model then predicts imagesTs
 with checkpoint_final.pth and is scored against labelsTs; TeViA models also with no report (--no-report), another
-test case's report (--other-case-report) and other report files (--extra-reports NAME=FILE), each a row. Models
+test case's report (--other-case-report) and other report files (--extra-reports NAME=FILE), each a row; with
+--held-out every model also predicts the fold's held-out training cases (validation data for design choices). Models
 live in OUT/models/seed_<s> (used as nnUNet_results), so the seeds of one trainer do not overwrite each other.
 Every model and prediction folder records the arguments and the code version that made it (made_by.json); every
 scores file names the prediction it scores. A second call skips what is done with the same arguments: finished
@@ -55,6 +56,7 @@ SEEDED_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_mi
                    "nnUNetTrainerTeViA_locationSafe")
 NO_REPORT = " (no report)"
 OTHER_CASE_REPORT = " (another case's report)"
+HELD_OUT = " (held-out training cases)"
 SPLIT_SEED = 12345  # nnU-Net's own split seed; the held-out cases do not depend on the training seed
 CHECKPOINT = "checkpoint_final.pth"
 
@@ -84,12 +86,17 @@ class Variant:
 
     ``key`` names its prediction folder and scores file ("" for each case's own report, in ``predictions`` and
     ``scores.json``); ``prompts`` is its prompt file (None: the dataset's, or with ``no_report`` a file without
-    cases, so that every case gets the model's no-report text).
+    cases, so that every case gets the model's no-report text). ``held_out``: the fold's held-out training cases
+    instead of the test cases, for every model (plain nnU-Net too), scored against labelsTr.
     """
     key: str
     row: str
     prompts: Optional[str] = None
     no_report: bool = False
+    held_out: bool = False
+
+    def applies_to(self, run: "Run") -> bool:
+        return run.is_tevia or not self.key or self.held_out
 
     def folder(self, run: Run) -> str:
         return join(run.run_folder, "predictions" + (f"_{self.key}" if self.key else ""))
@@ -99,12 +106,14 @@ class Variant:
 
 
 OWN_REPORTS = Variant("", "")
+HELD_OUT_CASES = Variant("held_out", HELD_OUT, held_out=True)
 
 
 def report_variants(no_report: bool, other_case_prompts: Optional[str] = None,
-                    extra: List[Variant] = ()) -> List[Variant]:
-    """The rows of a TeViA model: its own reports first, then the optional ones (plain nnU-Net has the first)."""
-    variants = [OWN_REPORTS]
+                    extra: List[Variant] = (), held_out: bool = False) -> List[Variant]:
+    """The rows of a TeViA model: its own reports first, then the optional ones (plain nnU-Net has the first and
+    the held-out training cases)."""
+    variants = [OWN_REPORTS] + ([HELD_OUT_CASES] if held_out else [])
     if no_report:
         variants.append(Variant("no_report", NO_REPORT, no_report=True))
     if other_case_prompts:
@@ -163,6 +172,30 @@ def find_or_add_split(splits_file: str, split: Dict[str, List[str]], identifiers
         atomic_write_json(splits_file, splits)
         print(f"added the benchmark split as fold {len(splits) - 1} of {splits_file}")
     return len(splits) - 1
+
+
+def held_out_images(out: str, raw: str, case_ids: List[str], ending: str) -> str:
+    """OUT/held_out_images: links to the imagesTr files (every channel) of the held-out training cases, the input
+    folder of their predictions. Rewritten on every call, so it always holds this split's cases."""
+    folder = os.path.abspath(join(out, "held_out_images"))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    names = set(os.listdir(join(raw, "imagesTr")))
+    for c in case_ids:
+        channels = sorted(n for n in names if re.fullmatch(re.escape(c) + r"_\d{4}" + re.escape(ending), n))
+        if not channels:
+            raise TeViAError(f"held-out training case {c} has no image in {join(raw, 'imagesTr')} (expected "
+                             f"{c}_0000{ending}); the split was made from the preprocessed cases: preprocess again")
+        for n in channels:
+            os.symlink(os.path.abspath(join(raw, "imagesTr", n)), join(folder, n))
+    return folder
+
+
+def case_set(v: Variant, args, raw: str, test_ids: List[str]):
+    """(images folder, labels folder, case ids) a variant predicts and scores."""
+    if v.held_out:
+        return join(args.o, "held_out_images"), join(raw, "labelsTr"), args.held_out_ids
+    return join(raw, "imagesTs"), join(raw, "labelsTs"), test_ids
 
 
 # ---------------------------------------------------------------------------------------------------- commands
@@ -338,8 +371,9 @@ def execute(run: Run, args, dataset: str, raw: str, test_ids: List[str], dataset
         finish_record(run.model_folder)
         result["machine"] = bench_measure.machine_info(args.device)
         _merge_sessions(join(run.run_folder, "train_measure.json"), result)
-    for v in (variants if run.is_tevia else [OWN_REPORTS]):
-        predict_and_score(run, v, args, dataset, raw, test_ids, dataset_json, prompts, text_cache)
+    for v in variants:
+        if v.applies_to(run):
+            predict_and_score(run, v, args, dataset, raw, test_ids, dataset_json, prompts, text_cache)
     return collect(run)
 
 
@@ -349,10 +383,11 @@ def predict_and_score(run: Run, v: Variant, args, dataset: str, raw: str, test_i
     model folder (a half-written file of an interrupted prediction can still be readable), then score it unless
     the scores file names that prediction."""
     folder, ending = v.folder(run), dataset_json["file_ending"]
-    arguments, inputs, why = prediction_state(run, v, args, prompts, test_ids, ending)
+    images, labels, case_ids = case_set(v, args, raw, test_ids)
+    arguments, inputs, why = prediction_state(run, v, args, prompts, case_ids, ending)
     if why is not None:
         shutil.rmtree(folder, ignore_errors=True)
-        cmd = predict_command(run, args, dataset, args.fold, join(raw, "imagesTs"), arguments["prompts"], text_cache,
+        cmd = predict_command(run, args, dataset, args.fold, images, arguments["prompts"], text_cache,
                               no_report=v.no_report, out=folder)
         print(f"predicting {run.trainer} (seed {run.seed}){v.row}: {shown(cmd, run)}", flush=True)
         log = join(run.run_folder, f"predict{'_' + v.key if v.key else ''}.log")
@@ -365,7 +400,7 @@ def predict_and_score(run: Run, v: Variant, args, dataset: str, raw: str, test_i
     prediction = read_record(folder)
     scores = _read_json(v.scores_file(run))
     if scores is None or scores.get("made_by", {}).get("prediction") != prediction["id"]:
-        scores = bench_scoring.score_folder(folder, join(raw, "labelsTs"), test_ids, dataset_json)
+        scores = bench_scoring.score_folder(folder, labels, case_ids, dataset_json)
         scores["made_by"] = {"prediction": prediction["id"], "predictions": folder}
         atomic_write_json(v.scores_file(run), scores)
 
@@ -421,7 +456,7 @@ def all_entries(runs: List[Run], variants: List[Variant], scored_only: bool = Fa
     (``scored_only``): the rows already scored, nothing else (unfinished runs are left out, not listed as
     unfinished, because another call may be training them right now)."""
     pairs = [(r, OWN_REPORTS) for r in runs] + [(r, v) for v in variants if v.key
-                                                for r in runs if r.is_tevia]
+                                                for r in runs if v.applies_to(r)]
     return [collect(r, v) for r, v in pairs if not scored_only or current_scores(r, v) is not None]
 
 
@@ -486,6 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="[OPTIONAL, repeatable] also predict every TeViA model with the reports of FILE (a prompt "
                         "file, docs/prompt_format.md, with a report for every test case) and score it as "
                         "'<trainer> (NAME)', e.g. --extra-reports 'radiology style=reports_radiology.json'")
+    p.add_argument("--held-out", action="store_true",
+                   help="[OPTIONAL] also predict every model (plain nnU-Net too) on the fold's held-out training "
+                        "cases (those of nnU-Net's pseudo Dice, never trained on), with each case's own report and "
+                        "the model's own test-time behaviour, scored against labelsTr as '<trainer> (held-out "
+                        "training cases)': validation data on which to choose between designs, so that the test "
+                        "cases choose nothing")
     p.add_argument("--report-only", action="store_true",
                    help="[OPTIONAL] train and predict nothing: write results.md/json/png from the runs of this "
                         "selection that are already scored, with models trained with these arguments (e.g. while "
@@ -549,7 +590,8 @@ def main(argv=None) -> None:
     if args.other_case_report and len(test_ids) < 2:
         raise TeViAError(f"--other-case-report needs at least two test cases, imagesTs has {len(test_ids)}")
     other = os.path.abspath(join(args.o, "other_case_prompts.json")) if args.other_case_report else None
-    variants = report_variants(args.no_report, other, extra)
+    variants = report_variants(args.no_report, other, extra, held_out=args.held_out)
+    args.held_out_ids = split["val"]
     conflicts = [why for why in (model_conflict(r, model_arguments(r, args, dataset)) for r in runs) if why]
 
     config = {"dataset": dataset, "configuration": args.c, "plans": args.p, "budget": args.budget,
@@ -565,10 +607,11 @@ def main(argv=None) -> None:
         for r in runs:
             done = isfile(join(r.model_folder, CHECKPOINT))
             print(("# done: " if done else "") + shown(train_command(r, args, dataset, args.fold), r))
-            for v in (variants if r.is_tevia else [OWN_REPORTS]):
-                arguments, _, why = prediction_state(r, v, args, prompts, test_ids, dataset_json["file_ending"])
+            for v in (v for v in variants if v.applies_to(r)):
+                images, _, case_ids = case_set(v, args, raw, test_ids)
+                arguments, _, why = prediction_state(r, v, args, prompts, case_ids, dataset_json["file_ending"])
                 print(("# done: " if done and why is None else "") + shown(predict_command(
-                    r, args, dataset, args.fold, join(raw, "imagesTs"), arguments["prompts"], text_cache,
+                    r, args, dataset, args.fold, images, arguments["prompts"], text_cache,
                     no_report=v.no_report, out=v.folder(r)), r))
         return
 
@@ -592,6 +635,8 @@ def main(argv=None) -> None:
         no_report_prompts(args.o)
     if other:
         other_case_prompts(args.o, prompts, test_ids)
+    if args.held_out:
+        held_out_images(args.o, raw, split["val"], dataset_json["file_ending"])
     for r in runs:
         execute(r, args, dataset, raw, test_ids, dataset_json, prompts, text_cache, variants)
         write_report(args.o, config, machine, all_entries(runs, variants))

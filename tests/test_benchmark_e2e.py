@@ -1,5 +1,5 @@
 """benchmarks/run_benchmark.py end to end on tiny synthetic data: split, train, predict, score, the no-report, other
-case's report and --extra-reports rows, a second call that finds everything done, --report-only writing only what is
+case's report, --extra-reports and --held-out rows, a second call that finds everything done, --report-only writing only what is
 scored, a call with another budget that stops, a kill -9 during prediction, and a retrain that drops old results.
 
 Two trainers of 2 steps each on the demo generator's 32 x 32 images; slow (about 2-3 min on a 2-core CPU).
@@ -65,7 +65,7 @@ def bench(tmp_path_factory):
                                    cases={k: "Findings: " + v for k, v in pf.cases.items() if k.startswith("test_")}))
     args = [sys.executable, SCRIPT, "-d", DATASET, "-o", out, "--trainers", "nnUNetTrainer", "nnUNetTrainerTeViA",
             "--val-cases", "2", "--no-report", "--other-case-report", "--extra-reports", f"stub wording={stub}",
-            "-device", "cpu"]
+            "--held-out", "-device", "cpu"]
     first = _run(args, env)
     return root, env, out, args, first
 
@@ -75,13 +75,13 @@ def test_trains_predicts_and_scores_every_run(bench):
     results = json.loads((out / "results.json").read_text())
     rows = {r["base_trainer"]: r for r in results["runs"]}
     assert set(rows) == {"nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA (no report)",
-                         "nnUNetTrainerTeViA (another case's report)", "nnUNetTrainerTeViA (stub wording)"}
+                         "nnUNetTrainerTeViA (another case's report)", "nnUNetTrainerTeViA (stub wording)",
+                         "nnUNetTrainer (held-out training cases)", "nnUNetTrainerTeViA (held-out training cases)"}
     for name, row in rows.items():
         scores = row["scores"]["mean_over_labels"]
         assert 0.0 <= scores["per_case_dice"] <= 1.0 and 0.0 <= scores["pooled_dice"] <= 1.0, name
         # every row names its model folder, the arguments that trained it and the prediction it scores
-        assert row["model_folder"] == rows["nnUNetTrainer" if name == "nnUNetTrainer" else "nnUNetTrainerTeViA"][
-            "model_folder"]
+        assert row["model_folder"] == rows[name.split(" (")[0]]["model_folder"]
         assert row["made_by"]["model"]["arguments"]["seed"] == 0 and row["made_by"]["model"]["code"], name
         assert row["made_by"]["prediction"]["inputs"]["model"] == row["made_by"]["model"]["id"], name
     stub_row = rows["nnUNetTrainerTeViA (stub wording)"]["made_by"]["prediction"]["arguments"]
@@ -94,6 +94,19 @@ def test_trains_predicts_and_scores_every_run(bench):
     for k in test_ids:  # each case predicted with another test case's report
         assert other[k] in [own[j] for j in test_ids if j != k]
     assert "| nnUNetTrainerTeViA (stub wording) |" in (out / "results.md").read_text()
+    # --held-out: every model (plain nnU-Net too) predicts the fold's held-out training cases, scored on labelsTr
+    splits = json.loads((root / "pre" / f"Dataset{DATASET}_TeViADemo" / "splits_final.json").read_text())
+    held_out = sorted(splits[results["config"]["fold"]]["val"])
+    for name in ("nnUNetTrainer", "nnUNetTrainerTeViA"):
+        row = rows[f"{name} (held-out training cases)"]
+        assert row["scores"]["mean_over_labels"]["n_cases"] == 2
+        folder = out / "runs" / "seed_0" / f"{name}_cpuBudget" / "predictions_held_out"
+        assert sorted(p.name[:-len(".png")] for p in folder.glob("*.png")) == held_out
+        scores = json.loads((folder.parent / "scores_held_out.json").read_text())
+        assert sorted(next(iter(scores["labels"].values()))["cases"]) == held_out
+    assert rows["nnUNetTrainer (held-out training cases)"]["made_by"]["prediction"]["arguments"]["prompts"] is None
+    assert rows["nnUNetTrainerTeViA (held-out training cases)"]["made_by"]["prediction"]["arguments"][
+        "prompts"].endswith("tevia_prompts.json")  # each training case's own report
     assert "Made by: " in (out / "results.md").read_text()  # the code version(s) that trained the models
     for name in ("nnUNetTrainer", "nnUNetTrainerTeViA"):
         assert rows[name]["timing"]["epochs"] == 1 and rows[name]["timing"]["iterations_per_epoch"] == 2
