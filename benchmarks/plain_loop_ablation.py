@@ -33,7 +33,7 @@ import os
 import platform
 import subprocess
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ DEFAULT_SWITCHES = {"text_reader": "conv", "sentence_key": True}
 DEFAULT_OPTIONS = {"paraphrase": True, "text_dropout": 0.2}
 
 
-def one_change(switches: dict = None, **options) -> tuple:
+def one_change(switches: Optional[dict] = None, **options) -> tuple:
     """The default design with some ``TeViAConfig`` switches and training options changed."""
     return {**DEFAULT_SWITCHES, **(switches or {})}, {**DEFAULT_OPTIONS, **options}
 
