@@ -193,6 +193,8 @@ def test_the_unflipped_control_mirrors_like_the_default_but_keeps_each_report(ws
     train, _ = trainer.get_dataloaders()
     assert trainer.inference_allowed_mirroring_axes == (0, 1)
     assert trainer.plans_manager.plans["tevia"].get("mirror") is None and not trainer.text_table.flip_rows
+    with open(trainer.log_file) as f:  # the log says what happens to the words
+        assert "mirroring patch axes (0, 1) with the reports as written" in f.read()
     cache = load_active_cache(NAME)
     trainer.sample_text_variants, trainer.text_dropout = False, 0.0
     flipped = 0
