@@ -152,9 +152,9 @@ class nnUNetTrainerTeViA(TextSetup, TextMirroring, TeViACheckpoints, nnUNetTrain
                                                               self.max_rotation_degrees)
         axes = self._text_mirror_axes()
         self.inference_allowed_mirroring_axes = axes or None
+        words = "with the reports' words" if self.mirror_map is not None else "with the reports as written"
         self.print_to_log_file(f"TeViA augmentation: rotation within +-{self.max_rotation_degrees} degrees, " + (
-            f"mirroring patch axes {axes} " + ("with the reports' words" if self.mirror_map is not None
-                                               else "with the reports as written") if axes else "no mirroring"))
+            f"mirroring patch axes {axes} {words}" if axes else "no mirroring"))
         return rotation, dummy_2d, initial_patch_size, axes or None
 
     # ------------------------------------------------------------------ text per batch
