@@ -70,7 +70,7 @@ setup(
         "clip": ["open-clip-torch>=2.24"],
         # setuptools: tests/test_registration.py builds and installs this package offline; jsonschema: the shipped
         # prompt files are checked against text_prompts/tevia_prompts.schema.json.
-        "test": ["pytest>=7", "hypothesis>=6", "setuptools>=70.1", "jsonschema>=4"],
+        "test": ["pytest>=7.3", "hypothesis>=6", "setuptools>=70.1", "jsonschema>=4"],
     },
     entry_points={
         "console_scripts": [

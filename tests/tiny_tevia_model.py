@@ -21,9 +21,11 @@ def write_png_cases(folder: Path, case_ids, shape=(40, 48), seed: int = 0) -> No
         Image.fromarray((rng.random(shape) * 255).astype(np.uint8)).save(folder / f"{cid}_0000.png")
 
 
-def make_workspace(root: Path, bert_folder: str, dataset: str = "Dataset996_Tiny", train=(), test=()) -> dict:
+def make_workspace(root: Path, bert_folder: str, dataset: str = "Dataset996_Tiny", train=(), test=(),
+                   trainer: str = TRAINER, **config) -> dict:
     """nnUNet_raw / nnUNet_preprocessed / nnUNet_results under ``root`` with a raw dataset and a model folder
-    (fold 0); returns the paths and the environment variables."""
+    (fold 0) of ``trainer``, whose TeViAConfig takes ``config`` (e.g. case_text=False: a _noText model); returns the
+    paths and the environment variables."""
     import torch
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     from test_attention_maps import _plans
@@ -42,7 +44,7 @@ def make_workspace(root: Path, bert_folder: str, dataset: str = "Dataset996_Tiny
 
     encoder = load_encoder("hf:" + bert_folder)
     config = TeViAConfig(text_tokens=TOKENS, text_dim=encoder.dim, num_guided_stages=2,
-                         encoder=dict(encoder.record(), max_tokens=TOKENS))
+                         encoder=dict(encoder.record(), max_tokens=TOKENS), **config)
     plans = _plans(config)
     plans["dataset_name"] = dataset
     manager = PlansManager(plans)
@@ -51,11 +53,11 @@ def make_workspace(root: Path, bert_folder: str, dataset: str = "Dataset996_Tiny
                                                             enable_deep_supervision=False)
     for stage in network.guided_stages:  # at init the gate is 0.1: make the text matter to the output
         stage.gate.data.fill_(1.0)
-    model = res / dataset / f"{TRAINER}__nnUNetPlans__2d"
+    model = res / dataset / f"{trainer}__nnUNetPlans__2d"
     (model / "fold_0").mkdir(parents=True)
     (model / "plans.json").write_text(json.dumps(plans))
     (model / "dataset.json").write_text(json.dumps(dataset_json))
-    torch.save({"network_weights": network.state_dict(), "trainer_name": TRAINER,
+    torch.save({"network_weights": network.state_dict(), "trainer_name": trainer,
                 "init_args": {"configuration": "2d", "plans": plans}, "inference_allowed_mirroring_axes": None},
                model / "fold_0" / "checkpoint_final.pth")
     env = {"nnUNet_raw": str(root / "raw"), "nnUNet_preprocessed": str(pre), "nnUNet_results": str(res)}

@@ -9,6 +9,7 @@ import torch
 
 from nnunetv2_tevia.cli._common import exit_on_user_error
 from nnunetv2_tevia.errors import PromptFileError, TeViAError
+from nnunetv2_tevia.model.config import PLANS_KEY
 
 
 def _default_processes(env: str) -> int:
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='[OPTIONAL] Keep sliding-window results off the device (large cases).')
     p.add_argument('--prompts', type=str, default=None,
                    help='[OPTIONAL] Prompt JSON holding the input cases\' reports. Default: the dataset\'s '
-                        '$nnUNet_raw/DatasetXXX_Name/tevia_prompts.json')
+                        '$nnUNet_raw/DatasetXXX_Name/tevia_prompts.json. Not read for a model trained without '
+                        'reports (_noText): every case gets its no-report text.')
     p.add_argument('--allow-missing-text', action='store_true',
                    help='[OPTIONAL] Predict cases without a report on the model\'s no-report text also when the '
                         'model was not trained for cases without a report (trained without text dropout, e.g. '
@@ -131,6 +133,16 @@ def model_file_ending(model_folder: str) -> str:
                          f"again from where it was trained") from None
 
 
+def model_reads_reports(model_folder: str) -> bool:
+    """False for a model trained without reports (_noText): it is predicted on its no-report text and needs no prompt
+    file. Unreadable plans count as True; the predictor then says what is wrong with them."""
+    try:
+        with open(os.path.join(model_folder, "plans.json"), encoding="utf-8") as f:
+            return bool(json.load(f)[PLANS_KEY].get("case_text", True))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return True
+
+
 def checked_input_folder(folder: str, file_ending: str) -> None:
     """Images nnU-Net would predict are there, each named CASE_XXXX.ext; else a TeViAError naming the file and fix
     (nnU-Net itself would predict nothing and exit 0, or fail with an IndexError)."""
@@ -184,7 +196,7 @@ def predict_entry():
 
     prompt_path = resolve_prompt_path(args.d, args.prompts)
     prompts = load_prompts(prompt_path) if os.path.exists(prompt_path) else None  # a directory: load_prompts says so
-    if prompts is None and not args.allow_missing_text:
+    if prompts is None and not args.allow_missing_text and model_reads_reports(model_folder):
         raise PromptFileError(f"no prompt file at {prompt_path}: pass --prompts FILE with the input cases' "
                               f"reports, or --allow-missing-text to predict on the model's no-report text")
     checked_checkpoints(model_folder, folds, args.chk)

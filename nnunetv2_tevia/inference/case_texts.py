@@ -19,14 +19,22 @@ TextFeatures = Tuple[np.ndarray, np.ndarray]
 
 def texts_for_cases(pf: Optional[PromptFile], case_ids: Iterable[str], model_no_report_text: str,
                     allow_missing_text: bool, inputs: str = "the input", model_serves_no_report: bool = False,
-                    log=print) -> Dict[str, str]:
+                    log=print, model_reads_reports: bool = True) -> Dict[str, str]:
     """Each case's report; for a case without one, the prompt file's "default", else the model's no-report text when
     the model was trained to serve cases without a report (``model_serves_no_report``: text dropout, the default
     trainer) or ``allow_missing_text`` asks for it; ``log`` says how many cases that is. A case with no text at all
     is an error naming every such case, and so is a prompt file that names none of the cases (``inputs``: where
-    they come from), unless ``allow_missing_text`` asks for that."""
-    cases = pf.cases if pf is not None else {}
+    they come from), unless ``allow_missing_text`` asks for that.
+
+    A model that never read a report in training (``model_reads_reports`` False: TeViAConfig.case_text, the _noText
+    ablation) gets the one text it was trained on, its no-report text, for every case; the reports are not read."""
     case_ids = list(case_ids)
+    if not model_reads_reports:
+        if case_ids:
+            log(f"the model was trained without reports (_noText: every training case on its no-report text), so "
+                f"all {len(case_ids)} case(s) are predicted on that text; their reports are not read")
+        return {k: model_no_report_text for k in case_ids}
+    cases = pf.cases if pf is not None else {}
     if pf is not None and case_ids and not allow_missing_text and not any(k in cases for k in case_ids):
         shown = ", ".join(case_ids[:3]) + (" ..." if len(case_ids) > 3 else "")
         raise MissingTextError(

@@ -114,6 +114,8 @@ class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
         model with the flipped reports of the cases in ``mirrored`` (default: all)."""
         if not texts:  # no encoder start-up for nothing
             return {}
+        if not self.tevia_config.case_text:  # _noText: the one text it was trained on, whatever the caller passed
+            texts, mirrored = {k: self.tevia_config.no_report_text for k in texts}, set()
         device = self.device if self.device.type == "cuda" else None
         axes = covered_map_axes(self.allowed_mirroring_axes or (), self.patch_to_map, self.mirror_map.axis_indices) \
             if self.mirror_map is not None and self.use_mirroring else ()
@@ -169,7 +171,8 @@ class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
         # every call reads the reports again: ``self.prompts`` may have changed since a case was last embedded
         source = list_of_lists_or_source_folder if isinstance(list_of_lists_or_source_folder, str) else "the input"
         texts = texts_for_cases(self.prompts, case_ids, self.tevia_config.no_report_text, self.allow_missing_text,
-                                source, model_serves_no_report=self.tevia_config.serves_no_report)
+                                source, model_serves_no_report=self.tevia_config.serves_no_report,
+                                model_reads_reports=self.tevia_config.case_text)
         if ofiles is not None:  # an output is kept only if this text and this model made it (prediction_records.py)
             keep = cases_to_predict(ofiles, case_ids, texts, model_fingerprint(self), self.dataset_json["file_ending"],
                                     save_probabilities, overwrite)
@@ -178,7 +181,8 @@ class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
         check_prompt_map(self.mirror_map, self.prompts, self._model_folder)
         # every call embeds its own texts (the disk cache makes a repeat cheap): the reports may have changed since.
         # A case without its own report keeps the no-report text under every flip, as in training.
-        reported = {k for k in texts if (self.prompts.cases.get(k) or "").strip()} if self.prompts else set()
+        reported = {k for k in texts if (self.prompts.cases.get(k) or "").strip()} \
+            if self.prompts and self.tevia_config.case_text else set()
         self._case_texts = self.embed_case_texts(texts, output_folder, mirrored=reported)
         if self._sequential_cases is not None:
             self._sequential_cases.extend(case_ids)
