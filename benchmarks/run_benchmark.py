@@ -48,10 +48,11 @@ TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText", 
 # TeViA with nnU-Net's mirroring and rotations, for reports whose locations survive mirroring (or name none);
 # reference is the reference code's arrangement (docs/architecture.md), for comparing designs; mirrorText requires
 # the prompt file's "mirror" word map (docs/prompt_format.md), locationSafe never mirrors; mirrorUnflipped is the
-# control for text-consistent mirroring (the default's mirroring with the reports' words left as written)
+# control for text-consistent mirroring (the default's mirroring with the reports' words left as written);
+# noTextFullDA is _noText with nnU-Net's augmentation (TeViA's network against nnU-Net's, same augmentation)
 OPTIONAL_TRAINERS = ("nnUNetTrainerTeViA_textDropout", "nnUNetTrainerTeViA_fullDA", "nnUNetTrainerTeViA_reference",
                      "nnUNetTrainerTeViA_mirrorText", "nnUNetTrainerTeViA_locationSafe",
-                     "nnUNetTrainerTeViA_mirrorUnflipped")
+                     "nnUNetTrainerTeViA_mirrorUnflipped", "nnUNetTrainerTeViA_noTextFullDA")
 SEEDED_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_mirrorText",
                    "nnUNetTrainerTeViA_locationSafe")
 NO_REPORT = " (no report)"

@@ -22,7 +22,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 from nnunetv2_tevia.training.variants.ablations import (nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
                                                         nnUNetTrainerTeViA_noText)
-from nnunetv2_tevia.training.variants.augmentation import nnUNetTrainerTeViA_fullDA
+from nnunetv2_tevia.training.variants.augmentation import nnUNetTrainerTeViA_fullDA, nnUNetTrainerTeViA_noTextFullDA
 from nnunetv2_tevia.training.variants.mirror_text import (nnUNetTrainerTeViA_locationSafe,
                                                           nnUNetTrainerTeViA_mirrorText,
                                                           nnUNetTrainerTeViA_mirrorUnflipped)
@@ -52,7 +52,8 @@ __all__ = [f"{base.__name__}_{budget}" for base in (nnUNetTrainer, nnUNetTrainer
                                                       nnUNetTrainerTeViA_textDropout, nnUNetTrainerTeViA_fullDA,
                                                       nnUNetTrainerTeViA_reference, nnUNetTrainerTeViA_mirrorText,
                                                       nnUNetTrainerTeViA_locationSafe,
-                                                      nnUNetTrainerTeViA_mirrorUnflipped)
+                                                      nnUNetTrainerTeViA_mirrorUnflipped,
+                                                      nnUNetTrainerTeViA_noTextFullDA)
            for budget in BUDGETS] + [f"{base.__name__}_cpuBudget" for base in (
                nnUNetTrainerTeViA_noParaphrase, nnUNetTrainerTeViA_noTextDropout, nnUNetTrainerTeViA_oneWording)]
 
@@ -248,4 +249,16 @@ class nnUNetTrainerTeViA_mirrorUnflipped_gpuBudget(_GpuBudget, nnUNetTrainerTeVi
 
 
 class nnUNetTrainerTeViA_mirrorUnflipped_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_mirrorUnflipped):
+    pass
+
+
+class nnUNetTrainerTeViA_noTextFullDA_cpuBudget(_CpuBudget, nnUNetTrainerTeViA_noTextFullDA):
+    pass
+
+
+class nnUNetTrainerTeViA_noTextFullDA_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_noTextFullDA):
+    pass
+
+
+class nnUNetTrainerTeViA_noTextFullDA_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_noTextFullDA):
     pass
