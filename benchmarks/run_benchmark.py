@@ -49,10 +49,12 @@ TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText", 
 # reference is the reference code's arrangement (docs/architecture.md), for comparing designs; mirrorText requires
 # the prompt file's "mirror" word map (docs/prompt_format.md), locationSafe never mirrors; mirrorUnflipped is the
 # control for text-consistent mirroring (the default's mirroring with the reports' words left as written);
-# noTextFullDA is _noText with nnU-Net's augmentation (TeViA's network against nnU-Net's, same augmentation)
+# noTextFullDA is _noText with nnU-Net's augmentation (TeViA's network against nnU-Net's, same augmentation), and
+# nnUNetTrainer_locationSafe plain nnU-Net with TeViA's augmentation (the text-free baseline of the same augmentation)
 OPTIONAL_TRAINERS = ("nnUNetTrainerTeViA_textDropout", "nnUNetTrainerTeViA_fullDA", "nnUNetTrainerTeViA_reference",
                      "nnUNetTrainerTeViA_mirrorText", "nnUNetTrainerTeViA_locationSafe",
-                     "nnUNetTrainerTeViA_mirrorUnflipped", "nnUNetTrainerTeViA_noTextFullDA")
+                     "nnUNetTrainerTeViA_mirrorUnflipped", "nnUNetTrainerTeViA_noTextFullDA",
+                     "nnUNetTrainer_locationSafe")
 SEEDED_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_mirrorText",
                    "nnUNetTrainerTeViA_locationSafe")
 NO_REPORT = " (no report)"

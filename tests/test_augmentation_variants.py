@@ -1,6 +1,7 @@
 """Which augmentation each trainer trains with: the variants that the benchmarks compare must differ from each other
 in exactly what their names say. `_fullDA` and `_noTextFullDA` train with nnU-Net's own rotations, mirroring and
-mirrored prediction (identical to nnUNetTrainer's); the default and `_noText` with TeViA's location-safe set."""
+mirrored prediction (identical to nnUNetTrainer's); the default, `_noText` and the plain `nnUNetTrainer_locationSafe`
+with TeViA's location-safe set."""
 import copy
 
 import numpy as np
@@ -34,8 +35,9 @@ def augmentation(tmp_path, monkeypatch):
 def test_full_augmentation_variants_train_as_nnunet_does(augmentation):
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from nnunetv2_tevia.training.all_trainers import (nnUNetTrainerTeViA, nnUNetTrainerTeViA_fullDA,
-                                                      nnUNetTrainerTeViA_noText, nnUNetTrainerTeViA_noTextFullDA)
+    from nnunetv2_tevia.training.all_trainers import (nnUNetTrainer_locationSafe, nnUNetTrainerTeViA,
+                                                      nnUNetTrainerTeViA_fullDA, nnUNetTrainerTeViA_noText,
+                                                      nnUNetTrainerTeViA_noTextFullDA)
 
     nnunet = augmentation(nnUNetTrainer)
     assert nnunet[1] == (0, 1) and nnunet[0] == pytest.approx((-np.pi, np.pi))
@@ -43,7 +45,9 @@ def test_full_augmentation_variants_train_as_nnunet_does(augmentation):
     assert augmentation(nnUNetTrainerTeViA_noTextFullDA)[:4] == nnunet[:4]
     assert augmentation(nnUNetTrainerTeViA_noTextFullDA)[4] is False  # and it still never reads a report
     # location-safe: +-15 degrees, no mirroring in training or prediction (no word map in these plans)
-    for cls in (nnUNetTrainerTeViA, nnUNetTrainerTeViA_noText):
-        rotation, axes, _, inference_axes, _ = augmentation(cls)
+    safe = [augmentation(cls) for cls in (nnUNetTrainerTeViA, nnUNetTrainerTeViA_noText, nnUNetTrainer_locationSafe)]
+    for rotation, axes, _, inference_axes, _ in safe:
         assert rotation == pytest.approx((-np.deg2rad(15), np.deg2rad(15))) and not axes and inference_axes is None
+    # plain nnU-Net with the location-safe set trains on the same initial patch as TeViA
+    assert safe[2][2] == safe[0][2] and safe[2][2] != nnunet[2]
     assert augmentation(nnUNetTrainerTeViA_noText)[4] is False and augmentation(nnUNetTrainerTeViA)[4] is True

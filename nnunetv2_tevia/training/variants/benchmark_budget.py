@@ -22,7 +22,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 from nnunetv2_tevia.training.variants.ablations import (nnUNetTrainerTeViA_noAlign, nnUNetTrainerTeViA_noProto,
                                                         nnUNetTrainerTeViA_noText)
-from nnunetv2_tevia.training.variants.augmentation import nnUNetTrainerTeViA_fullDA, nnUNetTrainerTeViA_noTextFullDA
+from nnunetv2_tevia.training.variants.augmentation import (nnUNetTrainer_locationSafe, nnUNetTrainerTeViA_fullDA,
+                                                           nnUNetTrainerTeViA_noTextFullDA)
 from nnunetv2_tevia.training.variants.mirror_text import (nnUNetTrainerTeViA_locationSafe,
                                                           nnUNetTrainerTeViA_mirrorText,
                                                           nnUNetTrainerTeViA_mirrorUnflipped)
@@ -53,7 +54,7 @@ __all__ = [f"{base.__name__}_{budget}" for base in (nnUNetTrainer, nnUNetTrainer
                                                       nnUNetTrainerTeViA_reference, nnUNetTrainerTeViA_mirrorText,
                                                       nnUNetTrainerTeViA_locationSafe,
                                                       nnUNetTrainerTeViA_mirrorUnflipped,
-                                                      nnUNetTrainerTeViA_noTextFullDA)
+                                                      nnUNetTrainerTeViA_noTextFullDA, nnUNetTrainer_locationSafe)
            for budget in BUDGETS] + [f"{base.__name__}_cpuBudget" for base in (
                nnUNetTrainerTeViA_noParaphrase, nnUNetTrainerTeViA_noTextDropout, nnUNetTrainerTeViA_oneWording)]
 
@@ -261,4 +262,16 @@ class nnUNetTrainerTeViA_noTextFullDA_gpuBudget(_GpuBudget, nnUNetTrainerTeViA_n
 
 
 class nnUNetTrainerTeViA_noTextFullDA_gpuShortBudget(_GpuShortBudget, nnUNetTrainerTeViA_noTextFullDA):
+    pass
+
+
+class nnUNetTrainer_locationSafe_cpuBudget(_CpuBudget, nnUNetTrainer_locationSafe):
+    pass
+
+
+class nnUNetTrainer_locationSafe_gpuBudget(_GpuBudget, nnUNetTrainer_locationSafe):
+    pass
+
+
+class nnUNetTrainer_locationSafe_gpuShortBudget(_GpuShortBudget, nnUNetTrainer_locationSafe):
     pass
