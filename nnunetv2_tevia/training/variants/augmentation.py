@@ -28,7 +28,8 @@ class nnUNetTrainerTeViA_noTextFullDA(nnUNetTrainerTeViA_noText):
 
 class nnUNetTrainer_locationSafe(nnUNetTrainer):
     """Plain nnU-Net with TeViA's location-safe augmentation: no mirroring in training or prediction, rotations within
-    +-15 degrees. The text-free baseline that differs from TeViA only in the network and the reports."""
+    +-15 degrees. The text-free baseline that differs from TeViA in what TeViA adds (guided stages, reports, their
+    losses) and in nothing else. Also for any data whose left and right must not be swapped (chest radiographs)."""
     max_rotation_degrees = 15.0
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
