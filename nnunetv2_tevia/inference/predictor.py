@@ -181,8 +181,7 @@ class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
         check_prompt_map(self.mirror_map, self.prompts, self._model_folder)
         # every call embeds its own texts (the disk cache makes a repeat cheap): the reports may have changed since.
         # A case without its own report keeps the no-report text under every flip, as in training.
-        reported = {k for k in texts if (self.prompts.cases.get(k) or "").strip()} \
-            if self.prompts and self.tevia_config.case_text else set()
+        reported = {k for k in texts if (self.prompts.cases.get(k) or "").strip()} if self.prompts else set()
         self._case_texts = self.embed_case_texts(texts, output_folder, mirrored=reported)
         if self._sequential_cases is not None:
             self._sequential_cases.extend(case_ids)
