@@ -54,8 +54,8 @@ def test_half_precision_output_close_to_fp32():
 
 @pytest.mark.slow
 def test_compiled_network_follows_the_current_case_text():
-    """nnU-Net compiles the network (nnUNet_compile) and its final validation and the predictor set each
-    case's text between calls. A compiled graph must never keep an earlier case's text."""
+    """nnU-Net compiles the network (nnUNet_compile), and every forward is given its case's text. A compiled graph
+    must never keep an earlier case's text."""
     _, net = make_net("plain", 2)
     net.eval()
     compiled = torch.compile(net)
@@ -65,8 +65,7 @@ def test_compiled_network_follows_the_current_case_text():
         eager = [net(x, t, m)[0] for t, m in ((t1, m1), (t2, m2))]
         outs = []
         for t, m in ((t1, m1), (t2, m2), (t1, m1)):
-            with net.case_text(t, m):
-                outs.append(compiled(x)[0])
+            outs.append(compiled(x, t, m)[0])
         passed = compiled(x, t2, m2)[0]
     assert not torch.allclose(eager[0], eager[1])  # the two texts do give different outputs
     assert torch.allclose(outs[0], eager[0], atol=1e-4) and torch.allclose(outs[1], eager[1], atol=1e-4)

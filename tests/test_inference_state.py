@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from nnunetv2_tevia import nnunet_seam as seam
 from nnunetv2_tevia.errors import MissingTextError, TeViAError
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
 from nnunetv2_tevia.model.mirror_axes import flip_combinations
@@ -101,7 +102,8 @@ def make_predictor(monkeypatch, ndim=2, patch=(32, 32), mirror_axes=None, predic
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunetv2_tevia.inference import predictor as predictor_module
-    from nnunetv2_tevia.training.nnUNetTrainerTeViA import ALLOW_NO_REPORT_ENV, nnUNetTrainerTeViA
+    from nnunetv2_tevia.nnunet_seam import ALLOW_NO_REPORT_ENV
+    from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 
     monkeypatch.delenv(ALLOW_NO_REPORT_ENV, raising=False)
     monkeypatch.setattr(predictor_module, "embed_for_model", fake_embed)
@@ -128,7 +130,9 @@ def _png_cases(folder, case_ids, shape=(24, 20)):
 
 
 # ----------------------------------------------------------------------------------------------- the network
-def test_network_text_and_box_are_scoped_to_a_with_block():
+def test_network_holds_no_text_between_forwards():
+    """Text and box reach the network only as forward arguments (nnU-Net's validation step gets them through
+    nnunet_seam.network_called_with, for that call only)."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
@@ -142,18 +146,23 @@ def test_network_text_and_box_are_scoped_to_a_with_block():
     x = torch.randn(1, 1, 32, 32)
     text, mask = torch.randn(TOKENS, DIM), torch.ones(TOKENS, dtype=torch.bool)
     box = torch.tensor([[0.0, 0.5], [0.5, 1.0]])
+    class Trainer:  # what nnU-Net's validation step sees as self.network
+        network = net
+
+    trainer = Trainer()
     with torch.no_grad():
         explicit = net(x, text[None], mask[None], patch_box=box[None])
-        with net.case_text(text, mask), net.patch_box(box):
-            torch.testing.assert_close(net(x), explicit)
+        torch.testing.assert_close(net(x, text[None], mask[None], patch_box=box), explicit)  # an (ndim, 2) box
         with pytest.raises(MissingTextError):
-            net(x)  # nothing outlives the block
-        with pytest.raises(ZeroDivisionError), net.case_text(text, mask):
+            net(x)  # nothing of the forward before stays on the network
+        with seam.network_called_with(trainer, text=text[None], text_mask=mask[None], patch_box=box[None]):
+            torch.testing.assert_close(trainer.network(x), explicit)
+        assert trainer.network is net
+        with pytest.raises(ZeroDivisionError), seam.network_called_with(trainer, text=text[None]):
             1 / 0
+        assert trainer.network is net  # also when the block was left by an error
         with pytest.raises(MissingTextError):
-            net(x)  # nor a block left by an error
-        with net.case_text(text, mask):
-            torch.testing.assert_close(net(x), net(x, text[None], mask[None]))  # no box: the patch is the image
+            net(x)
 
 
 # ----------------------------------------------------------------------------------------------- which text
@@ -177,7 +186,7 @@ def test_in_memory_prediction_from_files_gives_each_case_its_own_text_every_call
     predictor.prompts = PromptFile(path=None, cases={"c1": b, "c2": a})
     predictor.predict_from_files(files, None, num_processes_preprocessing=1, **common)
     assert spy.reports() == [b, a]
-    assert net._text is None
+    assert predictor._text is None and predictor._case_texts == {}
 
 
 def test_a_direct_call_after_a_sequential_prediction_has_no_text(monkeypatch, tmp_path):

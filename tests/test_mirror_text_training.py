@@ -17,7 +17,7 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
 from nnunetv2_tevia.inference.flipped_texts import CaseText, forward_inputs, mirrored_prediction
-from nnunetv2_tevia.inference.tile_positions import TILE_BOX
+from nnunetv2_tevia.nnunet_seam import TILE_BOX
 from nnunetv2_tevia.model.mirror_axes import mirror_boxes, mirrorable_patch_axes, patch_map_axes
 from nnunetv2_tevia.model.tevia_network import unwrap
 from nnunetv2_tevia.prompts.mirror_words import DEFAULT_2D_MAP, mirror_text

@@ -129,13 +129,10 @@ def test_missing_text_refused_unless_allowed():
     net.allow_no_report = True
     assert net(x).shape == (1, 3, 32, 32)
     text, mask = rand_text(1)
-    with net.case_text(text[0], mask[0]):
-        y = net(torch.randn(3, 1, 32, 32))  # one case's text for a batch of its tiles
-        assert y.shape[0] == 3
-        # the current case's text is not state: reloading weights (as the predictor does per fold) keeps it
-        assert not any(v.shape == text[0].shape and torch.equal(v, text[0]) for v in net.state_dict().values())
-        net.load_state_dict(make_net()[1].state_dict())
-        assert torch.equal(net._text[0][0], text[0])
+    y = net(torch.randn(3, 1, 32, 32), text, mask)  # one case's text for a batch of its tiles
+    assert y.shape[0] == 3
+    # a case's text is never state of the network
+    assert not any(v.shape == text[0].shape and torch.equal(v, text[0]) for v in net.state_dict().values())
 
 
 def test_alignment_grid_matches_reference():

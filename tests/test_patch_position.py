@@ -5,6 +5,7 @@ import pytest
 import torch
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
+from nnunetv2_tevia import nnunet_seam as seam
 from nnunetv2_tevia.inference.tile_positions import tile_box
 from nnunetv2_tevia.model.positional_encoding import sinusoidal_encoding_nd
 from nnunetv2_tevia.training.patch_position import PatchBoxLoader, patch_boxes
@@ -75,8 +76,12 @@ def test_the_box_reaches_the_guided_stages_and_changes_the_output():
     corner = torch.tensor([[[0.0, 0.5], [0.0, 0.5]]])
     moved = net(x, text, mask, patch_box=corner)[0]
     assert not torch.allclose(moved, plain)
-    with net.patch_box(corner[0]):  # how nnU-Net's validation step gets its patches' boxes
-        torch.testing.assert_close(net(x, text, mask)[0], moved)
+    class Trainer:  # what nnU-Net's validation step calls as self.network(data)
+        network = net
+
+    trainer = Trainer()
+    with seam.network_called_with(trainer, text=text, text_mask=mask, patch_box=corner[0]):
+        torch.testing.assert_close(trainer.network(x)[0], moved)
         assert not any(torch.equal(v, corner) for v in net.state_dict().values())
     torch.testing.assert_close(net(x, text, mask)[0], plain)
 

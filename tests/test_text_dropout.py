@@ -15,7 +15,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from nnunetv2_tevia.errors import MissingTextError
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
 from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable
-from nnunetv2_tevia.training.nnUNetTrainerTeViA import ALLOW_NO_REPORT_ENV, nnUNetTrainerTeViA
+from nnunetv2_tevia.nnunet_seam import ALLOW_NO_REPORT_ENV
+from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 
 L, D = 6, 8
 CASES = [f"case_{i}" for i in range(5)]
@@ -30,7 +31,7 @@ def make_table() -> CaseTextTable:
 
 
 def batch_text(table: CaseTextTable, text_dropout: float, keys, training: bool):
-    trainer_like = types.SimpleNamespace(text_table=table, text_dropout=text_dropout)
+    trainer_like = types.SimpleNamespace(text_table=table, text_dropout=text_dropout, sample_text_variants=False)
     return nnUNetTrainerTeViA._batch_text(trainer_like, keys, training)
 
 

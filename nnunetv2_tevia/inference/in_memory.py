@@ -7,16 +7,19 @@ from typing import Sequence
 
 import numpy as np
 
-from nnunetv2_tevia.inference.case_ids import array_case, with_case_ids
+from nnunetv2_tevia import nnunet_seam as seam
+from nnunetv2_tevia.inference.case_ids import array_case
 
 
 class InMemoryArrays:
     def get_data_iterator_from_raw_npy_data(self, image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
                                             properties_or_list_of_properties, truncated_ofname, num_processes: int = 3):
         n = len(image_or_list_of_images) if isinstance(image_or_list_of_images, list) else 1
-        return with_case_ids(super().get_data_iterator_from_raw_npy_data(
+        ofiles = truncated_ofname if isinstance(truncated_ofname, list) else [truncated_ofname] * n
+        return seam.items_with_case_ids(super().get_data_iterator_from_raw_npy_data(
             image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
-            properties_or_list_of_properties, truncated_ofname, num_processes), [array_case(i) for i in range(n)])
+            properties_or_list_of_properties, truncated_ofname, num_processes), [array_case(i) for i in range(n)],
+            "nnUNetPredictor.get_data_iterator_from_raw_npy_data", ofiles)
 
     def predict_from_list_of_npy_arrays(self, image_or_list_of_images, segs_from_prev_stage_or_list_of_segs_from_prev_stage,
                                         properties_or_list_of_properties, truncated_ofname, num_processes: int = 3,

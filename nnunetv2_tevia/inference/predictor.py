@@ -1,29 +1,32 @@
 """nnU-Net's predictor, with every forward given its case's report and its tile's position.
 
 The stock predictor calls ``network(x)`` per tile and never says which case it is on. This subclass names the case
-of every item where nnU-Net still knows it (the input files of a data iterator's item, the list
-``predict_from_files_sequential`` predicts in order, the text given with an in-memory array), predicts the item
-inside ``_predicting(its text)``, and calls the network itself with the text and the tile's box
-(``_internal_maybe_mirror_and_predict``). Nothing is set on the network, and nothing outlives its call: a forward
-outside a prediction call gets no text and the network refuses it (MissingTextError).
+of every item where nnU-Net still knows it (the input files of a data iterator's item, the files each case of
+``predict_from_files_sequential`` is preprocessed from, the text given with an in-memory array, the case the final
+validation loaded), predicts the item inside ``_predicting(its text)``, and calls the network itself with the text
+and the tile's box as forward arguments (``_internal_maybe_mirror_and_predict``). That is the one way a case's text
+reaches a forward. Nothing is set on the network, and nothing outlives its call: a forward outside a prediction call
+gets no text and the network refuses it (MissingTextError). What depends on nnU-Net's call order is in
+nnunetv2_tevia/nnunet_seam.py.
 """
 import os
-from collections import deque
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import Callable, Dict, Optional
 
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+from nnunetv2_tevia import nnunet_seam as seam
 from nnunetv2_tevia.errors import AttentionStageError, MissingTextError, TextCacheError
 from nnunetv2_tevia.inference.attention_maps import AttentionMapRecorder, save_attention_pngs
-from nnunetv2_tevia.inference.case_ids import CASE_KEY, array_case, case_id_from_file, with_case_ids  # noqa: F401
+from nnunetv2_tevia.inference.case_ids import array_case, case_id_from_file
 from nnunetv2_tevia.inference.case_texts import embed_for_model, texts_for_cases
 from nnunetv2_tevia.inference.in_memory import InMemoryArrays
 from nnunetv2_tevia.inference.flipped_texts import (CaseText, check_prompt_map, flipped_texts, forward_inputs,
                                                     mirrored_prediction, model_mirror_map, split_flipped)
 from nnunetv2_tevia.inference.prediction_records import cases_to_predict, model_fingerprint
-from nnunetv2_tevia.inference.tile_positions import box_of_tile, boxes_travel_with_tiles
+from nnunetv2_tevia.inference.tile_positions import tile_box
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
 from nnunetv2_tevia.model.tevia_network import unwrap
 from nnunetv2_tevia.prompts.prompt_file import PromptFile
@@ -31,6 +34,8 @@ from nnunetv2_tevia.text.cache import record_mismatches
 from nnunetv2_tevia.model.mirror_axes import covered_map_axes, patch_map_axes
 
 USER_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "nnunetv2_tevia", "text_cache")
+
+
 class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
     def __init__(self, *args, prompts: Optional[PromptFile] = None, allow_missing_text: bool = False,
                  text_cache_folder: Optional[str] = None, trust_remote_code: bool = False,
@@ -57,7 +62,7 @@ class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
         # sets its own and clears them when it ends, also on error, so no call can reach another call's texts.
         self._case_texts: Dict[str, CaseText] = {}
         self._text: Optional[CaseText] = None
-        self._sequential_cases: Optional[deque] = None  # in predict_from_files_sequential: its cases, in its order
+        self._sequential: Optional[seam.NextCase] = None  # in predict_from_files_sequential: the case preprocessed last
         self._image_shape: Optional[tuple] = None  # of the current sliding window's image, before nnU-Net pads it
 
     # ------------------------------------------------------------------ model
@@ -183,16 +188,15 @@ class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
         # A case without its own report keeps the no-report text under every flip, as in training.
         reported = {k for k in texts if (self.prompts.cases.get(k) or "").strip()} if self.prompts else set()
         self._case_texts = self.embed_case_texts(texts, output_folder, mirrored=reported)
-        if self._sequential_cases is not None:
-            self._sequential_cases.extend(case_ids)
         return lists, ofiles, prev
 
     def _internal_get_data_iterator_from_lists_of_filenames(self, input_list_of_lists, seg_from_prev_stage_files,
                                                             output_filenames_truncated, num_processes):
         # the case comes from the item's own input files, also in the return-in-memory mode (no output file names)
         case_ids = [case_id_from_file(files[0], self.dataset_json["file_ending"]) for files in input_list_of_lists]
-        return with_case_ids(super()._internal_get_data_iterator_from_lists_of_filenames(
-            input_list_of_lists, seg_from_prev_stage_files, output_filenames_truncated, num_processes), case_ids)
+        return seam.items_with_case_ids(super()._internal_get_data_iterator_from_lists_of_filenames(
+            input_list_of_lists, seg_from_prev_stage_files, output_filenames_truncated, num_processes), case_ids,
+            "nnUNetPredictor._internal_get_data_iterator_from_lists_of_filenames", output_filenames_truncated)
 
     def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
                                    num_processes_segmentation_export: int = 3):
@@ -205,29 +209,30 @@ class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
 
     def _each_in_its_case(self, items):
         for item in items:
-            if CASE_KEY not in item:
+            if seam.CASE_KEY not in item:
                 raise MissingTextError("an item of the data iterator names no case, so its text is unknown: make "
                                        "the iterator with this predictor (predict_from_files, or "
                                        "predict_from_list_of_npy_arrays(..., texts=...))")
-            with self._predicting(self._text_of(item[CASE_KEY])):
+            with self._predicting(self._text_of(item[seam.CASE_KEY])):
                 yield item  # nnU-Net predicts this item before it asks for the next
 
     def predict_from_files_sequential(self, list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
                                       save_probabilities: bool = False, overwrite: bool = True,
                                       folder_with_segs_from_prev_stage: str = None):
-        # nnU-Net's loop predicts the cases that _manage_input_and_output_lists listed, in that order, naming none
+        # nnU-Net's loop preprocesses each case from its files and predicts it, naming none: the files name the case
         # (the parameter names are nnU-Net's: it saves them by name into predict_from_raw_data_args.json)
-        self._sequential_cases = deque()
-        try:
-            return super().predict_from_files_sequential(
-                list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files, save_probabilities,
-                overwrite, folder_with_segs_from_prev_stage)
-        finally:
-            self._sequential_cases, self._case_texts = None, {}
+        with seam.sequential_cases(self, lambda files: case_id_from_file(files[0], self.dataset_json["file_ending"])) \
+                as self._sequential:
+            try:
+                return super().predict_from_files_sequential(
+                    list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+                    save_probabilities, overwrite, folder_with_segs_from_prev_stage)
+            finally:
+                self._sequential, self._case_texts = None, {}
 
     def predict_logits_from_preprocessed_data(self, data: torch.Tensor) -> torch.Tensor:
-        if self._sequential_cases is not None:
-            with self._predicting(self._text_of(self._sequential_cases.popleft())):
+        if self._sequential is not None:
+            with self._predicting(self._text_of(self._sequential.take())):
                 return self._logits_and_maps(data)
         return self._logits_and_maps(data)
 
@@ -267,13 +272,14 @@ class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
     def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers, do_on_device: bool = True):
         if self._attention is not None:
             self._attention.start_window(data.shape[1:], slicers)
-        with boxes_travel_with_tiles(data.shape[1:], self._image_shape or data.shape[1:]):
+        box_of = partial(tile_box, padded_shape=tuple(data.shape[1:]), image_shape=self._image_shape or data.shape[1:])
+        with seam.tiles_carry_boxes(box_of):
             return super()._internal_predict_sliding_window_return_logits(data, slicers, do_on_device)
 
     @torch.inference_mode()
     def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
         # nnU-Net's test-time mirroring, with each forward given its text and its tile's box, both flipped with it
-        box = box_of_tile(x) if unwrap(self.network).config.patch_position else None
+        box = seam.box_of_tile(x) if unwrap(self.network).config.patch_position else None
         axes = self.allowed_mirroring_axes if self.use_mirroring else None
         inputs_of = forward_inputs(self._text, box, self.patch_to_map, self.mirror_map)
         with self._attention.tile() if self._attention is not None else nullcontext():

@@ -6,18 +6,15 @@ The default design (``GuidedStage``) guides the outputs of decoder stages 0..K-1
 present here with the same shape (fine-tuning from a plain checkpoint only adds ``guidance.*`` and
 ``no_report_text_*``). ``decoder.deep_supervision`` keeps working.
 
-Text reaches the network in one of three ways, in this order:
-  1. ``forward(x, text, text_mask, patch_box=...)``: the training step and the predictor pass each forward's text
-     and patch box;
-  2. ``with network.case_text(features, mask), network.patch_box(box):`` around a call that nnU-Net makes as
-     ``network(x)`` (its validation step); set on entry, cleared on exit (also on error), never in the state dict;
-  3. the no-report text, only if ``allow_no_report`` is set (_noText, or an explicit opt-in such as
-     NNUNETV2_TEVIA_ALLOW_NO_REPORT=1); nnUNetv2_tevia_predict instead passes the no-report text explicitly (1.)
-     to the cases without a report when the model was trained for them (text dropout, the default).
-Otherwise the forward refuses: a TeViA model never quietly gives text-free results.
+Text reaches the network one way: ``forward(x, text, text_mask, patch_box=...)``. The training step, the validation
+step (through nnunet_seam.network_called_with, as nnU-Net calls ``network(data)`` there) and the predictor pass each
+forward's text and patch box; the network holds none. A forward without text runs on the no-report text only if
+``allow_no_report`` is set (_noText, or nnU-Net's own nnUNetv2_predict with NNUNETV2_TEVIA_ALLOW_NO_REPORT=1);
+nnUNetv2_tevia_predict instead passes the no-report text explicitly to the cases without a report when the model was
+trained for them (text dropout, the default). Otherwise the forward refuses: a TeViA model never quietly gives
+text-free results.
 """
-from contextlib import contextmanager
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
@@ -31,8 +28,7 @@ from nnunetv2_tevia.model.reference_stage import ReferenceGuidedStage
 
 NO_TEXT_MESSAGE = (
     "this TeViA network got no report text for the current case. Predict with nnUNetv2_tevia_predict (it "
-    "embeds each case's report), or pass the text explicitly: network(x, features, mask), or inside "
-    "`with network.case_text(features, mask):`. To run a model trained without text dropout on "
+    "embeds each case's report), or pass the text explicitly: network(x, features, mask). To run a model trained without text dropout on "
     "the no-report text anyway, set NNUNETV2_TEVIA_ALLOW_NO_REPORT=1 (results are text-free).")
 
 
@@ -70,35 +66,6 @@ class TeViANetwork(nn.Module):
         self.register_buffer("no_report_text_features", torch.zeros(config.text_tokens, config.text_dim))
         self.register_buffer("no_report_text_mask", torch.zeros(config.text_tokens, dtype=torch.bool))
         self.allow_no_report = not config.case_text  # _noText; others only by explicit opt-in (build_network_architecture)
-        # what the forwards inside ``case_text`` / ``patch_box`` blocks are not given; never in the state dict
-        self._text: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-        self._patch_box: Optional[torch.Tensor] = None
-
-    # --- context of the forwards nnU-Net calls as network(x) ---
-    @contextmanager
-    def case_text(self, features: torch.Tensor, mask: torch.Tensor):
-        """Text of the forwards inside the block that are given none: features (L, D) or (B, L, D), mask (L,) or
-        (B, L). The previous text (normally none) is back on exit, also on error."""
-        features = torch.as_tensor(features)
-        mask = torch.as_tensor(mask, dtype=torch.bool)
-        previous = self._text
-        self._text = (features if features.ndim == 3 else features[None], mask if mask.ndim == 2 else mask[None])
-        try:
-            yield self
-        finally:
-            self._text = previous
-
-    @contextmanager
-    def patch_box(self, box: Optional[torch.Tensor]):
-        """Where the patches of the forwards inside the block lie in their image: (ndim, 2) or (B, ndim, 2), each
-        axis's first and last voxel in the image's [0, 1] coordinates; None: the patch is the image."""
-        box = None if box is None else torch.as_tensor(box, dtype=torch.float32)
-        previous = self._patch_box
-        self._patch_box = box if box is None or box.ndim == 3 else box[None]
-        try:
-            yield self
-        finally:
-            self._patch_box = previous
 
     def set_no_report_text(self, features: torch.Tensor, mask: torch.Tensor) -> None:
         self.no_report_text_features.copy_(torch.as_tensor(features))
@@ -106,9 +73,7 @@ class TeViANetwork(nn.Module):
 
     def _resolve_text(self, batch: int, text, text_mask, like: torch.Tensor):
         if text is None:
-            if self._text is not None:
-                text, text_mask = self._text
-            elif self.allow_no_report:
+            if self.allow_no_report:
                 text, text_mask = self.no_report_text_features[None], self.no_report_text_mask[None]
             else:
                 raise MissingTextError(NO_TEXT_MESSAGE)
@@ -129,11 +94,15 @@ class TeViANetwork(nn.Module):
                 patch_box: Optional[torch.Tensor] = None):
         """Segmentation logits (a list under deep supervision). With ``return_aux`` also a dict of what the
         alignment loss and the prototype need: the last decoder features, each guided stage's feature map, its
-        projected text and its text vector. ``patch_box``: see the ``patch_box`` block."""
+        projected text and its text vector. ``patch_box``: where the patches lie in their image, (ndim, 2) or
+        (B, ndim, 2), each axis's first and last voxel in the image's [0, 1] coordinates; None: the patch is the
+        image."""
         # under autocast, x is fp32 but the attention runs in half precision; keep text in x's dtype
         text, text_mask = self._resolve_text(x.shape[0], text, text_mask, x)
-        box = (self._patch_box if patch_box is None else patch_box) if self.config.patch_position else None
+        box = torch.as_tensor(patch_box, dtype=torch.float32) if self.config.patch_position and patch_box is not None \
+            else None
         if box is not None:
+            box = box if box.ndim == 3 else box[None]
             box = box.to(x.device).expand(x.shape[0], -1, -1) if box.shape[0] == 1 else box.to(x.device)
         skips = self.encoder(x)
         dec = self.decoder

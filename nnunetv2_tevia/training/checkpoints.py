@@ -1,48 +1,10 @@
-"""TeViA's checkpoints: written atomically, and checked on loading.
-
-A checkpoint must agree with the trainer that loads it (``--c``, the final validation's ``--val``) on the design
-and the text encoder. Same shapes from another encoder would load silently and train on meaningless features,
-so a mismatch is an error that says how to fix it.
+"""Whether a checkpoint may be loaded by a trainer (``--c``, the final validation's ``--val``): the same design and
+text encoder. Same shapes from another encoder would load silently and train on meaningless features, so a mismatch
+is an error that says how to fix it (nnUNetTrainerTeViA.load_checkpoint).
 """
-import os
-
-import torch
-
 from nnunetv2_tevia.errors import TrainingSetupError
-from nnunetv2_tevia.io_utils import remove_orphaned_temp_files
-from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
+from nnunetv2_tevia.model.config import TeViAConfig
 from nnunetv2_tevia.text.cache import record_mismatches
-
-
-class TeViACheckpoints:
-    """Mixin placed before nnU-Net's trainer."""
-
-    def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint, written to a temporary file and renamed, so a crash never leaves half a file; the
-        temporary files of a killed earlier run are removed."""
-        remove_orphaned_temp_files(filename)
-        tmp = f"{filename}.tmp-{os.getpid()}"
-        super().save_checkpoint(tmp)
-        if os.path.isfile(tmp):
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, filename)
-
-    def load_checkpoint(self, filename_or_checkpoint) -> None:
-        if isinstance(filename_or_checkpoint, str):
-            # only the plans are read here (mmap: no tensor data); nnU-Net loads the file itself below
-            checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False, mmap=True)
-        else:
-            checkpoint = filename_or_checkpoint
-        saved = checkpoint.get('init_args', {}).get('plans', {}).get(PLANS_KEY)
-        if saved is not None and not self.was_initialized:
-            self.initialize()
-        if saved is not None:
-            where = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "the checkpoint"
-            check_checkpoint_text(saved, self.plans_manager.plans[PLANS_KEY], where, self.__class__.__name__,
-                                  self.plans_manager.dataset_name)
-        # the argument as given: nnU-Net 2.8's load_checkpoint fails on a dict (UnboundLocalError)
-        super().load_checkpoint(filename_or_checkpoint)
 
 
 def check_checkpoint_text(saved: dict, mine: dict, where: str, trainer_name: str, dataset: str) -> None:

@@ -2,15 +2,16 @@
 
 Everything that is not about text is nnU-Net's own: planning, data loading, losses, schedules,
 sliding-window validation, checkpoints. Hyperparameters are attributes, as in nnU-Net; variants in
-``variants/`` change one or two of them.
+``variants/`` change one or two of them. Where nnU-Net gives no method to override (it builds its loaders and its
+validation predictor by name, calls ``network(x)`` in its validation step), the trainer goes through
+``nnunetv2_tevia/nnunet_seam.py``, the package's one seam with nnU-Net's internals.
 """
 import os
-from typing import List, Optional
-from unittest import mock
+from typing import List, Optional, Tuple
 
-import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
 import numpy as np
 import torch
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.helpers import dummy_context
@@ -18,28 +19,29 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import autocast, nn
 from torch import distributed as dist
 
-from nnunetv2_tevia.errors import MissingTextError, TeViAError, TextCacheError, TrainingSetupError
+from nnunetv2_tevia import nnunet_seam as seam
+from nnunetv2_tevia.errors import TeViAError, TextCacheError, TrainingSetupError
 from nnunetv2_tevia.inference.flipped_texts import CaseText
 from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor
+from nnunetv2_tevia.io_utils import remove_orphaned_temp_files
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
+from nnunetv2_tevia.model.mirror_axes import mirrorable_patch_axes, patch_map_axes
 from nnunetv2_tevia.model.tevia_network import TeViANetwork, unwrap
+from nnunetv2_tevia.prompts.mirror_words import mirror_map_to_json
 from nnunetv2_tevia.training.alignment import alignment_loss, foreground_mask, foreground_vectors
 from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable
-from nnunetv2_tevia.training.checkpoints import TeViACheckpoints
+from nnunetv2_tevia.training.checkpoints import check_checkpoint_text
 from nnunetv2_tevia.training.location_safe_augmentation import location_safe_rotation
 from nnunetv2_tevia.training.optimizer import PolyLRGroupScheduler, build_optimizer
 from nnunetv2_tevia.training.mirror_text import MirrorBoxLoader, RecordingMirrorTransform
 from nnunetv2_tevia.training.prototype_updates import activate_prototypes, prototype_inputs, update_prototypes
 from nnunetv2_tevia.training.tevia_logger import TeViALocalLogger
-from nnunetv2_tevia.training.text_aware_dataset import with_load_case_callback
-from nnunetv2_tevia.training.text_mirroring import TextMirroring
-from nnunetv2_tevia.training.text_setup import TextSetup
-
-ALLOW_NO_REPORT_ENV = "NNUNETV2_TEVIA_ALLOW_NO_REPORT"
 
 
-class nnUNetTrainerTeViA(TextSetup, TextMirroring, TeViACheckpoints, nnUNetTrainer):
+class nnUNetTrainerTeViA(nnUNetTrainer):
     data_loader_class = MirrorBoxLoader  # nnU-Net's loader plus batch['patch_box'] and batch['mirror_axes']
+    # True: stop when the prompt file has no word map (nnUNetTrainerTeViA_mirrorText); False: train location-safe
+    require_mirror_map = False
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -78,7 +80,7 @@ class nnUNetTrainerTeViA(TextSetup, TextMirroring, TeViACheckpoints, nnUNetTrain
         self.location_safe_augmentation = True
         self.max_rotation_degrees = 15.0
         # Mirror on the axes of the prompt file's "mirror" word map, flipping each report's words with its image
-        # (text_mirroring.py); without a map, or with False (_locationSafe), images are not mirrored.
+        # (_setup_text_mirroring); without a map, or with False (_locationSafe), images are not mirrored.
         self.mirror_text = True
         self.mirror_map = None  # the text cache's word map, set in initialize()
 
@@ -118,8 +120,7 @@ class nnUNetTrainerTeViA(TextSetup, TextMirroring, TeViACheckpoints, nnUNetTrain
         # A forward without text is refused even for models that serve cases without a report (text dropout, the
         # default): nnUNetv2_tevia_predict gives such a case the no-report text explicitly and says so; a stock
         # nnUNetv2_predict has to be told with the environment variable that its results are text-free.
-        network.allow_no_report = (not config.case_text
-                                   or os.environ.get(ALLOW_NO_REPORT_ENV, "0").lower() in ("1", "true"))
+        network.allow_no_report = not config.case_text or seam.stock_predict_allows_no_report()
         return network
 
     def initialize(self):
@@ -133,6 +134,88 @@ class nnUNetTrainerTeViA(TextSetup, TextMirroring, TeViACheckpoints, nnUNetTrain
         net = unwrap(self.network)
         features, mask = self.text_table.features[NO_REPORT_ROW], self.text_table.masks[NO_REPORT_ROW]
         net.set_no_report_text(features.float(), mask)
+
+    # ------------------------------------------------------------------ text set-up
+    def _prepare_text(self):
+        """The dataset's active text cache, checked against its prompt file, becomes the table of every training case's
+        texts; the text settings go into the plans (which the predictor reads). A case without a report gets the
+        no-report text, as in prediction (inference/case_texts.py), and the log says how many."""
+        from nnunetv2_tevia.prompts.prompt_file import load_prompts
+        from nnunetv2_tevia.text.cache import load_active_cache
+
+        dataset = self.plans_manager.dataset_name
+        cache = load_active_cache(dataset)
+        prompt_file = cache.manifest.get("prompt_file", "")
+        if prompt_file and os.path.isfile(prompt_file):
+            # also catches an edited "default"/classes: the no-report row would differ from inference's
+            cache.check_up_to_date(load_prompts(prompt_file))
+        else:
+            self.print_to_log_file(f"WARNING: the prompt file {prompt_file!r} recorded in the text cache is not "
+                                   f"here; the cached embeddings are used as they are")
+        case_ids = infer_dataset_class(self.preprocessed_dataset_folder).get_identifiers(
+            self.preprocessed_dataset_folder)
+        no_report_allowed = bool(cache.no_report_text) or self.text_dropout > 0 or not self.use_case_text
+        self.text_table = CaseTextTable.from_cache(cache, case_ids if self.use_case_text else [],
+                                                   no_report_allowed, dataset, prompt_file)
+        if not self.use_case_text:
+            self.text_table.rows = {k: NO_REPORT_ROW for k in case_ids}
+        self.text_table.to(self.device)
+        without = [k for k in case_ids if self.text_table.rows[k] == NO_REPORT_ROW] if self.use_case_text else []
+        if without:
+            self.print_to_log_file(
+                f"TeViA: {len(without)} of {len(case_ids)} training case(s) have no report and train on the no-report "
+                f"text {cache.no_report_text!r}: {', '.join(without[:5])}{' ...' if len(without) > 5 else ''}")
+
+        n_decoder_stages = self.configuration_manager.network_arch_init_kwargs["n_stages"] - 1
+        num_stages = min(self.num_guided_stages, n_decoder_stages)
+        config = TeViAConfig(text_tokens=cache.max_tokens, text_dim=cache.dim, design=self.tevia_design,
+                             num_guided_stages=num_stages, encoder=cache.encoder_record(),
+                             no_report_text=cache.no_report_text, text_dropout=self.text_dropout,
+                             case_text=self.use_case_text, initial_scale=self.cross_attention_initial_scale,
+                             patch_position=self.use_patch_position, text_reader=self.text_reader,
+                             sentence_key=self.sentence_key, no_report_training_cases=len(without))
+        config.slots = config.resolved_slots(num_stages)
+        # the same dict object is saved as plans.json and, through init_args, in every checkpoint
+        self.plans_manager.plans[PLANS_KEY] = config.to_dict()
+        self.print_to_log_file(f"TeViA text: {cache.encoder_id} ({cache.revision}), {cache.max_tokens} tokens x "
+                               f"{cache.dim} dims, {config.design} design, {num_stages} guided stages with slots "
+                               f"{config.slots}; cache {cache.folder}")
+        if self.mirror_text and self.location_safe_augmentation:
+            self._setup_text_mirroring(cache)
+
+    # ------------------------------------------------------------------ mirroring with the reports' words flipped
+    def _setup_text_mirroring(self, cache) -> None:
+        """Use the cache's word map: add the flipped reports' rows to the text table and record the map in the plans
+        (which the predictor reads for test-time mirroring)."""
+        self.mirror_map = cache.mirror_map
+        if self.mirror_map is None:
+            if self.require_mirror_map:
+                raise TextCacheError(
+                    f"{type(self).__name__} flips each report with its image, but the active text cache "
+                    f"{cache.folder} holds no mirrored reports: add a \"mirror\" section (e.g. \"mirror\": "
+                    f"{{\"preset\": \"2d\"}}, docs/prompt_format.md) to "
+                    f"{cache.manifest.get('prompt_file') or 'the prompt file'} and run {cache.fix_command()}")
+            self.print_to_log_file("TeViA: the prompt file has no \"mirror\" word map, so images are not mirrored "
+                                   "(reports name sides); add one to train with mirrored images and reports "
+                                   "(docs/prompt_format.md, Mirror word maps)")
+            return
+        patch_to_map = patch_map_axes(self.plans_manager.plans, len(self.configuration_manager.patch_size))
+        self.text_table.add_mirror_rows(cache, self.mirror_map.axis_indices, patch_to_map)
+        self.plans_manager.plans[PLANS_KEY]["mirror"] = mirror_map_to_json(self.mirror_map)
+
+    def _text_mirror_axes(self) -> Tuple[int, ...]:
+        """The patch axes that may be flipped with the reports' words: those the word map lists."""
+        if self.mirror_map is None:
+            return ()
+        ndim = len(self.configuration_manager.patch_size)
+        return mirrorable_patch_axes(self.mirror_map.axis_indices, patch_map_axes(self.plans_manager.plans, ndim))
+
+    def _validation_text(self, case_id: str) -> CaseText:
+        """The final validation's text of a case, with its flipped reports for nnU-Net's test-time mirroring."""
+        table = self.text_table
+        row = table.row_indices([case_id])[0]
+        flipped = {combo: (table.features[r], table.masks[r]) for combo, r in table.flip_rows.get(case_id, {}).items()}
+        return CaseText.of(case_id, table.features[row], table.masks[row], flipped)
 
     # ------------------------------------------------------------------ optimizer
     def configure_optimizers(self):
@@ -157,10 +240,19 @@ class nnUNetTrainerTeViA(TextSetup, TextMirroring, TeViACheckpoints, nnUNetTrain
             f"mirroring patch axes {axes} {words}" if axes else "no mirroring"))
         return rotation, dummy_2d, initial_patch_size, axes or None
 
+    @staticmethod
+    def get_training_transforms(patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
+                                do_dummy_2d_data_aug, *args, **kwargs):
+        """nnU-Net's training transforms, with its mirroring recording the axes it flipped in each sample (what
+        selects the sample's flipped report, training/mirror_text.py)."""
+        transforms = nnUNetTrainer.get_training_transforms(patch_size, rotation_for_DA, deep_supervision_scales,
+                                                           mirror_axes, do_dummy_2d_data_aug, *args, **kwargs)
+        return seam.replace_mirror_transform(transforms, RecordingMirrorTransform, mirror_axes)
+
     # ------------------------------------------------------------------ text per batch
     def _batch_text(self, keys, training: bool, mirror_axes=None):
         # training reads one of each case's phrasings (its report, alternatives, paraphrases); validation the report
-        sample = training and getattr(self, "sample_text_variants", False)
+        sample = training and self.sample_text_variants
         rows = self.text_table.row_indices(keys, mirror_axes, rng=np.random.default_rng(
             np.random.randint(2 ** 31)) if sample else None)
         if training and self.text_dropout > 0:
@@ -217,19 +309,18 @@ class nnUNetTrainerTeViA(TextSetup, TextMirroring, TeViACheckpoints, nnUNetTrain
                           momentum=self.prototype_momentum)
 
     def validation_step(self, batch: dict) -> dict:
-        # nnU-Net's validation step calls network(data): the batch's texts and patch boxes hold for that call only
+        # nnU-Net's validation step calls self.network(data): the batch's texts and patch boxes go with that call
         text, text_mask = self._batch_text(batch['keys'], training=False)
-        net = unwrap(self.network)
-        with net.case_text(text, text_mask), net.patch_box(batch.get('patch_box')):
+        with seam.network_called_with(self, text=text, text_mask=text_mask, patch_box=batch.get('patch_box')):
             return super().validation_step(batch)
 
     def get_dataloaders(self):
         """nnU-Net's loaders, with each patch's position in its image (``batch['patch_box']``) and the axes its
-        mirroring flipped (``batch['mirror_axes']``): nnU-Net builds them by name inside this method and starts
-        their workers at once, so the names are swapped for the call."""
-        with mock.patch.object(trainer_module, "nnUNetDataLoader", self.data_loader_class), \
-                mock.patch.object(trainer_module, "MirrorTransform", RecordingMirrorTransform):
-            return super().get_dataloaders()
+        mirroring flipped (``batch['mirror_axes']``)."""
+        with seam.data_loader_class(self.data_loader_class):
+            loaders = super().get_dataloaders()
+        seam.check_loaders(loaders, self.data_loader_class)
+        return loaders
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
         super().on_train_epoch_end(train_outputs)
@@ -253,26 +344,42 @@ class nnUNetTrainerTeViA(TextSetup, TextMirroring, TeViACheckpoints, nnUNetTrain
         self.print_to_log_file(f"alignment_loss {np.round(np.mean(align), 4)}, active prototypes {active}/"
                                f"{len(stages)}, guided stage gates {gates}")
 
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, written to a temporary file and renamed, so a crash never leaves half a file; the
+        temporary files of a killed earlier run are removed."""
+        remove_orphaned_temp_files(filename)
+        tmp = f"{filename}.tmp-{os.getpid()}"
+        super().save_checkpoint(tmp)
+        if os.path.isfile(tmp):
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, filename)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        """nnU-Net's loading, after checking that the checkpoint's design and text encoder are this trainer's: same
+        shapes from another encoder would load silently and train on meaningless features."""
+        if isinstance(filename_or_checkpoint, str):
+            # only the plans are read here (mmap: no tensor data); nnU-Net loads the file itself below
+            checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False, mmap=True)
+        else:
+            checkpoint = filename_or_checkpoint
+        saved = checkpoint.get('init_args', {}).get('plans', {}).get(PLANS_KEY)
+        if saved is not None and not self.was_initialized:
+            self.initialize()
+        if saved is not None:
+            where = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "the checkpoint"
+            check_checkpoint_text(saved, self.plans_manager.plans[PLANS_KEY], where, self.__class__.__name__,
+                                  self.plans_manager.dataset_name)
+        # the argument as given: nnU-Net 2.8's load_checkpoint fails on a dict (UnboundLocalError)
+        super().load_checkpoint(filename_or_checkpoint)
+
     # ------------------------------------------------------------------ final validation
     def perform_actual_validation(self, save_probabilities: bool = False):
-        """nnU-Net's final validation with TeViA's predictor, which gives every tile its position in the image, as
-        in training. nnU-Net loads each case, then predicts its sliding window without naming it: the case loaded
-        last gives the next window its text, once."""
-        loaded = {}
-        original = self.dataset_class
-        self.dataset_class = with_load_case_callback(original, lambda case_id: loaded.update(case=case_id))
+        """nnU-Net's final validation with TeViA's predictor: each case's sliding window gets that case's report (with
+        its flipped reports for test-time mirroring) and every tile its position in the image, as in training."""
+        def predictor(kwargs: dict, next_case: seam.NextCase) -> nnUNetTeViAPredictor:
+            return nnUNetTeViAPredictor(**kwargs, window_text=lambda: self._validation_text(next_case.take()))
 
-        def window_text() -> CaseText:
-            if "case" not in loaded:
-                raise MissingTextError("nnU-Net's final validation started a sliding window without loading a case "
-                                       "first, so its report is unknown (nnunetv2_tevia is tested with nnunetv2 2.8.1)")
-            return self._validation_text(loaded.pop("case"))
-
-        def predictor(**kwargs):  # nnU-Net builds its predictor by this name inside the method
-            return nnUNetTeViAPredictor(**kwargs, window_text=window_text)
-
-        try:
-            with mock.patch.object(trainer_module, "nnUNetPredictor", predictor):
-                super().perform_actual_validation(save_probabilities)
-        finally:
-            self.dataset_class = original
+        with seam.final_validation(self, predictor):
+            super().perform_actual_validation(save_probabilities)
