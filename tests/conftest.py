@@ -4,6 +4,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("nnUNet_compile", "false")
+# A user's NNUNETV2_TEVIA_ALLOW_NO_REPORT=1 lets a forward without text through (nnunet_seam.py): the tests and the
+# commands they start run without it; the tests of the switch set it themselves.
+os.environ.pop("NNUNETV2_TEVIA_ALLOW_NO_REPORT", None)
 
 # The test trainers (tests/tevia_test_trainers.py) are found by nnU-Net's -tr search, in this process and in the
 # commands the tests start, but never by a user's: they are registered for the test session only.

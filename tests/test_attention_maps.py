@@ -141,12 +141,14 @@ def test_predictor_writes_one_png_per_key(model_parts, tmp_path, shape):
     assert stage == len(network.guided_stages) - 1  # default: the finest guided stage
     slots = network.config.resolved_slots(len(network.guided_stages))[stage]
     maps = predictor._attention.case_maps()
-    assert maps.shape == (1 + slots, 1, *shape)  # null key and slots; a 2D image on nnU-Net's (z, y, x) grid
+    # null key, slots and the sentence key; a 2D image on nnU-Net's (z, y, x) grid
+    assert maps.shape == (1 + slots + 1, 1, *shape)
     np.testing.assert_allclose(maps.sum(0), 1.0, rtol=1e-5)
     assert (maps >= 0).all() and maps.std(axis=(1, 2, 3)).max() > 0  # a map, not a constant
 
     files = sorted(os.listdir(maps_folder / "__array_0"))
-    assert files == [f"stage{stage}_null.png"] + [f"stage{stage}_slot{j:02d}.png" for j in range(slots)]
+    assert files == sorted([f"stage{stage}_null.png", f"stage{stage}_sentence.png"] +
+                           [f"stage{stage}_slot{j:02d}.png" for j in range(slots)])
     from PIL import Image
 
     with Image.open(maps_folder / "__array_0" / files[0]) as png:
@@ -159,7 +161,7 @@ def test_chosen_stage_and_bad_stage(model_parts, tmp_path):
                            attention_stage=0)
     predictor.predict_single_npy_array(image, props, text=REPORT)
     slots = model_parts[-1].config.resolved_slots(2)[0]
-    assert len(os.listdir(tmp_path / "m" / "__array_0")) == 1 + slots
+    assert len(os.listdir(tmp_path / "m" / "__array_0")) == 1 + slots + 1  # null, slots, sentence
     assert predictor._attention.stage.last_spatial_shape == (8, 8)  # 32 / 2^2: output of decoder stage 0
     from nnunetv2_tevia.errors import TeViAError
 

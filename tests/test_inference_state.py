@@ -15,7 +15,8 @@ import torch
 from nnunetv2_tevia import nnunet_seam as seam
 from nnunetv2_tevia.errors import MissingTextError, TeViAError
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
-from nnunetv2_tevia.model.mirror_axes import flip_combinations
+from nnunetv2_tevia.model.forward_text import CaseText
+from nnunetv2_tevia.prompts.mirror_words import flip_combinations
 from nnunetv2_tevia.prompts.prompt_file import PromptFile
 
 TOKENS, DIM = 4, 8
@@ -30,9 +31,10 @@ def code(text: str) -> float:
     return 1.0 + zlib.crc32(text.encode()) % 1000 / 100
 
 
-def fake_embed(texts, config, cache_root, **kwargs):
-    return {k: (np.full((config.text_tokens, config.text_dim), code(t), np.float32),
-                np.ones(config.text_tokens, dtype=bool)) for k, t in texts.items()}
+def fake_embed(choices, config, cache_root, mirror_map=None, **kwargs):
+    def features(t):
+        return np.full((config.text_tokens, config.text_dim), code(t), np.float32), np.ones(config.text_tokens, bool)
+    return {k: CaseText.of(k, *features(c.text)) for k, c in choices.items()}
 
 
 def which_report(value: float) -> str:
@@ -102,10 +104,8 @@ def make_predictor(monkeypatch, ndim=2, patch=(32, 32), mirror_axes=None, predic
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunetv2_tevia.inference import predictor as predictor_module
-    from nnunetv2_tevia.nnunet_seam import ALLOW_NO_REPORT_ENV
     from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 
-    monkeypatch.delenv(ALLOW_NO_REPORT_ENV, raising=False)
     monkeypatch.setattr(predictor_module, "embed_for_model", fake_embed)
     plans = PlansManager(_plans(ndim, patch))
     configuration = plans.get_configuration(f"{ndim}d")
@@ -236,7 +236,7 @@ def test_each_3d_tile_gets_the_box_of_its_own_slicer(monkeypatch, mirroring):
     predictor.predict_single_npy_array(image, {"spacing": [1.0, 1.0, 1.0]}, text=REPORTS[0])
 
     slicers = predictor._internal_get_sliding_window_slicers(shape)
-    flips = [()] + flip_combinations((0, 1, 2)) if mirroring else [()]
+    flips = flip_combinations((0, 1, 2)) if mirroring else [()]
     assert len(slicers) == 18 and len(spy.forwards) == 18 * len(flips)
     seen = {}
     for forward in spy.forwards:

@@ -31,7 +31,7 @@ def ws3d(tmp_path_factory):
     from nnunetv2_tevia.prompts.prompt_file import PROMPTS_FILENAME, load_prompts
 
     root = tmp_path_factory.mktemp("mirror3d")
-    env = {k: v for k, v in os.environ.items() if k != "NNUNETV2_TEVIA_ALLOW_NO_REPORT"}
+    env = dict(os.environ)
     env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"), nnUNet_results=str(root / "res"),
                nnUNet_compile="false", nnUNet_def_n_proc="1", OMP_NUM_THREADS="1",
                MPLBACKEND="agg")

@@ -16,7 +16,8 @@ from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-from nnunetv2_tevia.inference.flipped_texts import CaseText, forward_inputs, mirrored_prediction
+from nnunetv2_tevia.inference.mirrored_prediction import forward_inputs, mirrored_prediction
+from nnunetv2_tevia.model.forward_text import CaseText
 from nnunetv2_tevia.nnunet_seam import TILE_BOX
 from nnunetv2_tevia.model.mirror_axes import mirror_boxes, mirrorable_patch_axes, patch_map_axes
 from nnunetv2_tevia.model.tevia_network import unwrap
@@ -123,7 +124,7 @@ def ws(tmp_path_factory):
     from nnunetv2_tevia.prompts.prompt_file import PROMPTS_FILENAME, load_prompts, save_prompts
 
     root = tmp_path_factory.mktemp("mirror")
-    env = {k: v for k, v in os.environ.items() if k != "NNUNETV2_TEVIA_ALLOW_NO_REPORT"}
+    env = dict(os.environ)
     env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"), nnUNet_results=str(root / "res"),
                nnUNet_compile="false", nnUNet_def_n_proc="1", OMP_NUM_THREADS="1", MPLBACKEND="agg")
     for k in ("raw", "pre", "res"):
@@ -144,7 +145,6 @@ def _use(ws, monkeypatch, tmp_path):
         monkeypatch.setenv(k, env[k])
     monkeypatch.setenv("nnUNet_results", str(tmp_path))
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
-    monkeypatch.delenv("NNUNETV2_TEVIA_ALLOW_NO_REPORT", raising=False)
 
 
 def test_a_flipped_training_sample_gets_the_flipped_report(ws, monkeypatch, tmp_path):

@@ -307,3 +307,28 @@ def test_saved_mirror_section_matches_the_published_schema(tmp_path):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(dict(doc, mirror=bad), schema, cls=jsonschema.Draft202012Validator)
         assert prompt_file.document_problems(dict(doc, mirror=bad), path)  # the loader refuses them too
+
+
+def test_one_enumeration_of_flips_and_one_flip_key():
+    """Which flips there are (prompts/mirror_words.flip_combinations, nnU-Net's test-time order) and how a flip is
+    named (text/cache/mirror.flip_key / parse_flip_key) exist once: every other module imports them."""
+    import itertools
+    import re
+    from pathlib import Path
+
+    from nnunetv2_tevia.prompts.mirror_words import flip_combinations
+    from nnunetv2_tevia.text.cache.mirror import flip_key, parse_flip_key
+
+    for axes in [(0, 1, 2), (0, 1), (2, 0), (1,), ()]:  # nnU-Net's own enumeration in its predictor
+        nnunet = [c for i in range(len(axes)) for c in itertools.combinations(axes, i + 1)]
+        assert flip_combinations(axes) == [()] + nnunet
+    for combo in flip_combinations((0, 1, 2)):
+        assert parse_flip_key(flip_key(combo)) == combo
+    assert flip_key((1, 0)) == "0+1" and parse_flip_key("") == ()  # the keys of caches written before, too
+    package = Path(__file__).resolve().parents[1] / "nnunetv2_tevia"
+    found = {str(p.relative_to(package)): text for p in package.rglob("*.py") for text in [p.read_text()]}
+    assert sorted(k for k, t in found.items() if re.search(r"itertools\.combinations\(", t)) == \
+        ["prompts/mirror_words.py"]
+    assert sorted(k for k, t in found.items() if re.search(r"def (flip_key|parse_flip_key|flip_combinations)\(", t)) \
+        == ["prompts/mirror_words.py", "text/cache/mirror.py"]
+    assert not any("#flip" in t for t in found.values())

@@ -59,9 +59,9 @@ def test_forward_shapes_and_state_dict_superset(kind, dim, design):
     out, aux = net(x, text, mask, return_aux=True)
     assert [o.shape[2:] for o in out] == [torch.Size([32 // 2 ** i] * dim) for i in range(4)]
     assert aux["features"].shape == (2, 4, *([32] * dim))
-    if design == "tevia":  # outputs of decoder stages 0-2; keys: the null key and L slots
+    if design == "tevia":  # outputs of decoder stages 0-2; keys: the null key, L slots and the sentence key
         assert [f.shape[1:] for f in aux["stage_features"]] == [(16, *[4] * dim), (16, *[8] * dim), (8, *[16] * dim)]
-        assert [t.shape for t in aux["projected_text"]] == [(2, L + 1, 16), (2, L + 1, 16), (2, L + 1, 8)]
+        assert [t.shape for t in aux["projected_text"]] == [(2, L + 2, 16), (2, L + 2, 16), (2, L + 2, 8)]
     else:  # inputs of decoder stages 0-2; keys: the reference's slots
         assert [f.shape[1:] for f in aux["stage_features"]] == [(24, *[2] * dim), (16, *[4] * dim), (16, *[8] * dim)]
         assert [t.shape for t in aux["projected_text"]] == [(2, 8, 24), (2, 4, 16), (2, 3, 16)]
@@ -102,6 +102,67 @@ def test_config_of_earlier_releases_is_the_reference_design():
     assert TeViAConfig(24, 384).initial_scale == 0.1 and TeViAConfig(24, 384, design="reference").initial_scale == 0.01
     with pytest.raises(ValueError, match="unknown TeViA design"):
         TeViAConfig(24, 384, design="other")
+
+
+# plans["tevia"] as nnUNetTrainerTeViA wrote it before issue 19 (every field of TeViAConfig then): no text reader,
+# no sentence key, no no-report training-case count, no ablation switches
+PLANS_BEFORE_ISSUE_19 = {"text_tokens": L, "text_dim": D, "design": "tevia", "num_guided_stages": 2, "slots": [L, L],
+                         "self_attention_heads": 1, "cross_attention_heads": 4, "initial_scale": 0.1,
+                         "encoder": {"encoder_id": "hf:x"}, "no_report_text": "No report.", "text_dropout": 0.0,
+                         "case_text": True, "patch_position": True, "mirror": None}
+
+
+def test_config_defaults_are_the_shipped_design():
+    """TeViAConfig() is the network nnUNetTrainerTeViA builds: sentence key, conv slots, text dropout 0.2."""
+    config = TeViAConfig(L, D)
+    assert (config.design, config.text_reader, config.sentence_key, config.text_dropout, config.case_text,
+            config.patch_position, config.initial_scale) == ("tevia", "conv", True, 0.2, True, True, 0.1)
+    assert config.serves_no_report
+    assert all(s.sentence_projection is not None for s in make_net()[1].guided_stages)
+
+
+def test_plans_written_before_a_field_existed_rebuild_the_network_they_were_trained_as():
+    old = TeViAConfig.from_dict(PLANS_BEFORE_ISSUE_19)
+    assert (old.sentence_key, old.text_reader, old.text_dropout, old.no_report_training_cases) == \
+        (False, "conv", 0.0, 0)
+    assert not old.serves_no_report and old.design == "tevia"
+    assert TeViAConfig.from_dict({"text_tokens": L, "text_dim": D}).design == "reference"  # before the redesign
+    torch.manual_seed(0)
+    net = TeViANetwork(make_base("plain", 2), old)
+    torch.manual_seed(0)
+    then = TeViANetwork(make_base("plain", 2), TeViAConfig(L, D, num_guided_stages=2, slots=[L, L],
+                                                          encoder={"encoder_id": "hf:x"}, no_report_text="No report.",
+                                                          sentence_key=False, text_dropout=0.0))
+    assert net.state_dict().keys() == then.state_dict().keys()
+    assert not any("sentence_projection" in k for k in net.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), then.state_dict().values()))
+    # what the trainer writes now holds every field, and reads back as written whatever the defaults
+    written = TeViAConfig(L, D, sentence_key=False, text_dropout=0.0).to_dict()
+    assert TeViAConfig.from_dict(written).to_dict() == written
+
+
+def test_the_trainer_writes_the_config_defaults(tmp_path, monkeypatch):
+    """What nnUNetTrainerTeViA writes into the plans is TeViAConfig's defaults (with its cache's encoder and
+    no-report text): the trainer's settings start from them, so the two cannot drift apart."""
+    import copy
+    import types
+
+    from test_attention_maps import _plans
+
+    from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
+
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "res"))
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
+    plans = dict(copy.deepcopy(_plans(TeViAConfig(L, D))), dataset_name="Dataset996_Tiny", continue_training=False)
+    dataset_json = {"channel_names": {"0": "gray"}, "labels": {"background": 0, "lesion": 1}, "numTraining": 3,
+                    "file_ending": ".png"}
+    trainer = nnUNetTrainerTeViA(plans, "2d", 0, dataset_json, torch.device("cpu"))
+    cache = types.SimpleNamespace(max_tokens=L, dim=D, encoder_record=lambda: {"encoder_id": "hf:x"},
+                                  no_report_text="No report.")
+    written = trainer._network_config(cache, 0)
+    expected = TeViAConfig(L, D, encoder={"encoder_id": "hf:x"}, no_report_text="No report.")
+    expected.slots = expected.resolved_slots(3)
+    assert written.to_dict() == expected.to_dict()
 
 
 @pytest.mark.parametrize("design", ["tevia", "reference"])
@@ -189,7 +250,8 @@ def test_alignment_gradient_reaches_only_text_projections_and_prompts(design):
     loss.backward()
     for name, p in net.named_parameters():
         has_grad = p.grad is not None and p.grad.abs().sum() > 0
-        assert has_grad == (".text_projection." in name), name
+        # the text vector is the mean of the report's keys: the slots and the sentence key (docs/architecture.md)
+        assert has_grad == (".text_projection." in name or ".sentence_projection." in name), name
 
 
 def test_text_vector_leaves_out_the_null_key():

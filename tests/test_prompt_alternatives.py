@@ -9,16 +9,22 @@ import torch
 
 from nnunetv2_tevia.errors import PromptFileError, TextCacheError
 from nnunetv2_tevia.prompts.mirror_words import DEFAULT_2D_MAP, mirror_text
-from nnunetv2_tevia.prompts.prompt_file import (PromptFile, case_texts, load_prompts, save_prompts, text_sha256)
+from nnunetv2_tevia.prompts.phrasings import case_texts
+from nnunetv2_tevia.prompts.prompt_file import PromptFile, load_prompts, save_prompts, text_sha256
 from nnunetv2_tevia.text.cache import dataset_cache_root
 from nnunetv2_tevia.text.embed import embed_prompts
 from nnunetv2_tevia.text.encoders import load_encoder
-from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable
+from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable, training_choices
 from tiny_text_models import make_tiny_bert
 
 SCHEMA = Path(__file__).resolve().parents[1] / "text_prompts" / "tevia_prompts.schema.json"
 CASES = {"c1": "one infected area, lower right lung.", "c2": "one infected area, upper left lung.", "c3": ""}
 ALTERNATIVES = {"c1": ["lower right lung infected.", "one infected area, lower right lung."]}  # 2nd = the report
+
+
+def choices(cache, case_ids):
+    return training_choices(cache, case_ids, text_dropout=0.2, case_text=True, dataset="Dataset906_Alt",
+                            prompt_file="p.json")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +100,7 @@ def test_embedded_once_stale_on_change_and_read_back(root, encoder):
 def test_training_samples_every_phrasing_and_validation_only_the_report(root, encoder):
     pf = _pf(alternatives=ALTERNATIVES, paraphrase={"variants": 2})
     cache = embed_prompts(pf, root, encoder, 16, batch_size=4, progress=False)
-    table = CaseTextTable.from_cache(cache, ["c1", "c2", "c3"], True, "Dataset906_Alt", "p.json")
+    table = CaseTextTable.from_cache(cache, choices(cache, ["c1", "c2", "c3"]))
     n_c1 = len(case_texts(pf, "c1"))
     assert len(table.variant_rows["c1"]) == n_c1 - 1 and table.rows["c3"] == NO_REPORT_ROW
     assert table.row_indices(["c1"] * 50) == [table.rows["c1"]] * 50
@@ -112,7 +118,7 @@ def test_training_samples_every_phrasing_and_validation_only_the_report(root, en
 def test_a_flipped_sample_gets_the_flipped_text_of_the_phrasing_it_drew(root, encoder):
     pf = _pf(alternatives=ALTERNATIVES, paraphrase={"variants": 0}, mirror=DEFAULT_2D_MAP)
     cache = embed_prompts(pf, root, encoder, 16, batch_size=4, progress=False)
-    table = CaseTextTable.from_cache(cache, ["c1", "c2"], True, "Dataset906_Alt", "p.json")
+    table = CaseTextTable.from_cache(cache, choices(cache, ["c1", "c2"]))
     table.add_mirror_rows(cache, (0, 1), (0, 1))
     alt = ALTERNATIVES["c1"][0]
     flipped_alt = mirror_text(alt, (1,), DEFAULT_2D_MAP)

@@ -13,7 +13,7 @@ from nnunetv2_tevia.prompts.dataset_cases import dataset_folder, label_names, tr
 from nnunetv2_tevia.prompts.dataset_cases import test_case_ids as imagests_case_ids
 from nnunetv2_tevia.prompts.prompt_file import (FORMAT, PROMPTS_FILENAME, VERSION, PromptFile, default_prompt_path,
                                                 load_prompts, no_report_text, resolve_prompt_path, save_prompts,
-                                                text_for_case, text_sha256)
+                                                text_sha256)
 
 TEXT_PROMPTS = Path(__file__).resolve().parents[1] / "text_prompts"
 
@@ -185,15 +185,21 @@ def test_no_report_text_rule():
     assert no_report_text(PromptFile(None, {})) == ""
 
 
-def test_text_for_case():
+def test_a_case_gets_its_report_else_the_default_else_a_refusal_naming_file_case_and_fix():
+    """The one rule (prompts/text_choice.py) read with a prompt file, as prediction reads it."""
+    from nnunetv2_tevia.prompts.text_choice import DEFAULT, REPORT, choose_texts, prediction_rule
+
+    def rule(pf):
+        return prediction_rule("", serves_no_report=False, case_text=True, allow_missing_text=False,
+                               default=pf.default, prompt_path=pf.path)
+
     pf = PromptFile("/x/p.json", {"a": "left.", "b": ""}, default="No report.")
-    assert text_for_case(pf, "a") == "left."
-    assert text_for_case(pf, "b") == "No report."
-    assert text_for_case(pf, "zz") == "No report."
-    with pytest.raises(MissingTextError, match=r"case 'zz'.*/x/p.json.*per-case report is required"):
-        text_for_case(pf, "zz", allow_no_report=False)
-    with pytest.raises(MissingTextError, match=r"case 'b'.*/x/p.json.*set \"default\""):
-        text_for_case(PromptFile("/x/p.json", {"b": ""}), "b")
+    chosen = choose_texts(["a", "b", "zz"], pf.cases, rule(pf))
+    assert chosen == {"a": (REPORT, "left."), "b": (DEFAULT, "No report."), "zz": (DEFAULT, "No report.")}
+    bare = PromptFile("/x/p.json", {"b": ""})
+    with pytest.raises(MissingTextError, match=r"1 case\(s\) to predict have no report text in /x/p.json: b\. .*"
+                                               r"set a \"default\""):
+        choose_texts(["b"], bare.cases, rule(bare))
 
 
 def test_text_sha256_is_sha256_of_utf8():

@@ -97,7 +97,6 @@ def build(plans: PlansManager):
 def test_text_dropout_network_serves_the_no_report_text_but_only_when_given_it(monkeypatch):
     """Issue 20: a forward that reaches the network without a text raises, also for a text-dropout model (the
     default); nnUNetv2_tevia_predict passes the no-report text explicitly for a case without a report."""
-    monkeypatch.delenv(ALLOW_NO_REPORT_ENV, raising=False)
     net = build(plans_with(0.3))
     assert not net.allow_no_report and net.config.serves_no_report
     x = torch.randn(2, 1, 32, 32)
@@ -117,7 +116,6 @@ def test_text_dropout_network_serves_the_no_report_text_but_only_when_given_it(m
 
 
 def test_model_without_text_dropout_refuses_missing_text(monkeypatch):
-    monkeypatch.delenv(ALLOW_NO_REPORT_ENV, raising=False)
     net = build(plans_with(0.0))
     assert not net.allow_no_report
     with pytest.raises(MissingTextError, match=ALLOW_NO_REPORT_ENV):
@@ -135,13 +133,14 @@ def test_one_rule_for_a_case_without_a_report_at_prediction():
     from nnunetv2_tevia.prompts.prompt_file import PromptFile
 
     pf = PromptFile(path="p.json", cases={"a": "two lesions.", "b": ""})
+    serving = TeViAConfig(text_tokens=L, text_dim=D, no_report_text="MODEL NO-REPORT")  # the default: dropout 0.2
+    not_serving = TeViAConfig(text_tokens=L, text_dim=D, no_report_text="MODEL NO-REPORT", text_dropout=0.0)
     said = []
-    texts = texts_for_cases(pf, ["a", "b"], "MODEL NO-REPORT", False, model_serves_no_report=True, log=said.append)
-    assert texts == {"a": "two lesions.", "b": "MODEL NO-REPORT"}
+    texts = texts_for_cases(pf, ["a", "b"], serving, False, log=said.append)
+    assert {k: c.text for k, c in texts.items()} == {"a": "two lesions.", "b": "MODEL NO-REPORT"}
     assert len(said) == 1 and "1 of 2 case(s) have no report" in said[0] and "b" in said[0]
     with pytest.raises(MissingTextError, match="'?b'?"):
-        texts_for_cases(pf, ["a", "b"], "MODEL NO-REPORT", False, model_serves_no_report=False, log=said.append)
-    assert texts_for_cases(pf, ["a", "b"], "MODEL NO-REPORT", True, log=said.append)["b"] == "MODEL NO-REPORT"
+        texts_for_cases(pf, ["a", "b"], not_serving, False, log=said.append)
+    assert texts_for_cases(pf, ["a", "b"], not_serving, True, log=said.append)["b"].text == "MODEL NO-REPORT"
     with_default = PromptFile(path="p.json", cases={"a": "two lesions."}, default="No report.")
-    assert texts_for_cases(with_default, ["a", "b"], "MODEL NO-REPORT", False, model_serves_no_report=True,
-                           log=said.append)["b"] == "No report."
+    assert texts_for_cases(with_default, ["a", "b"], serving, False, log=said.append)["b"].text == "No report."

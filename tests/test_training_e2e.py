@@ -46,7 +46,7 @@ class Workspace:
         self.raw, self.pre, self.res = root / "raw", root / "pre", root / "res"
         for p in (self.raw, self.pre, self.res):
             p.mkdir(parents=True, exist_ok=True)
-        self.env = {k: v for k, v in os.environ.items() if k != "NNUNETV2_TEVIA_ALLOW_NO_REPORT"}
+        self.env = dict(os.environ)
         self.env.update(nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.pre), nnUNet_results=str(self.res),
                         HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", nnUNet_compile="false",
                         # nnU-Net's default of 8 export workers costs minutes here
@@ -69,7 +69,6 @@ class Workspace:
     def use_in_process(self, monkeypatch):
         for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
             monkeypatch.setenv(k, self.env[k])
-        monkeypatch.delenv("NNUNETV2_TEVIA_ALLOW_NO_REPORT", raising=False)
 
 
 def _train(ws: Workspace, dataset: str, config: str, fold, trainer: str = TINY, plans: str = "nnUNetPlans",

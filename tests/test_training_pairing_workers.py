@@ -30,7 +30,7 @@ def test_every_sample_keeps_its_own_report_with_augmentation_workers(tmp_path):
     from nnunetv2_tevia.demo.generator import generate_demo_dataset
     from nnunetv2_tevia.prompts.prompt_file import PROMPTS_FILENAME, load_prompts, save_prompts
 
-    env = {k: v for k, v in os.environ.items() if k != "NNUNETV2_TEVIA_ALLOW_NO_REPORT"}
+    env = dict(os.environ)
     env.update(nnUNet_raw=str(tmp_path / "raw"), nnUNet_preprocessed=str(tmp_path / "pre"),
                nnUNet_results=str(tmp_path / "res"), nnUNet_compile="false", nnUNet_def_n_proc="1",
                OMP_NUM_THREADS="1", MPLBACKEND="agg")

@@ -117,7 +117,7 @@ class nnUNetTrainerTeViA_pairingCheck(nnUNetTrainerTeViA):
 
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-        from nnunetv2_tevia.model.mirror_axes import flip_combinations
+        from nnunetv2_tevia.prompts.mirror_words import flip_combinations
 
         trainer, original = self, self.dataset_class or infer_dataset_class(self.preprocessed_dataset_folder)
 
@@ -131,7 +131,7 @@ class nnUNetTrainerTeViA_pairingCheck(nnUNetTrainerTeViA):
             super().perform_actual_validation(save_probabilities)
         finally:
             self.dataset_class, self._validating = original, None
-        flips = [()] + flip_combinations(tuple(self.inference_allowed_mirroring_axes or ()))
+        flips = flip_combinations(tuple(self.inference_allowed_mirroring_axes or ()))
         for case_id in dict.fromkeys(c for c, _ in self._seen):
             texts = [t for c, t in self._seen if c == case_id]
             for i, text in enumerate(texts):  # each tile: the report, then its flips in nnU-Net's order

@@ -59,8 +59,9 @@ def _load_encoder(args):
 
 def prompt_stats(pf, encoder, max_tokens: int) -> dict:
     from nnunetv2_tevia.prompts.prompt_file import no_report_text
+    from nnunetv2_tevia.prompts.text_choice import has_report
 
-    texts = [t for t in pf.cases.values() if isinstance(t, str) and t.strip()]
+    texts = [t for t in pf.cases.values() if has_report(t)]
     distinct = sorted(set(texts))
     counts = np.asarray(encoder.count_tokens(distinct) if distinct else [], dtype=np.int64)
     per_case = dict(zip(distinct, counts.tolist()))
@@ -81,7 +82,7 @@ def prompt_stats(pf, encoder, max_tokens: int) -> dict:
 
 def _phrasing_stats(pf, encoder, max_tokens: int) -> dict:
     """The texts training samples besides the reports: alternatives and paraphrases (prompts/paraphrase.py)."""
-    from nnunetv2_tevia.prompts.prompt_file import case_texts
+    from nnunetv2_tevia.prompts.phrasings import case_texts
 
     per_case = [case_texts(pf, c)[1:] for c in pf.cases]
     distinct = sorted({t for ts in per_case for t in ts})

@@ -5,7 +5,6 @@ so that ensembles can be evaluated). Its printed instructions say ``nnUNetv2_pre
 refuse a TeViA model; this command runs it, then prints and writes the same instructions with
 ``nnUNetv2_tevia_predict ... --prompts PROMPTS_JSON`` for every TeViA model among the winners.
 """
-import os
 import sys
 
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json

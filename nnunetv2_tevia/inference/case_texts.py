@@ -6,34 +6,42 @@ user's), so nothing from ``nnUNet_preprocessed`` is needed.
 """
 import json
 import os
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
 from nnunetv2_tevia.errors import EncoderError, MissingTextError, TextCacheError
 from nnunetv2_tevia.model.config import TeViAConfig
-from nnunetv2_tevia.prompts.prompt_file import PromptFile
+from nnunetv2_tevia.model.forward_text import CaseText
+from nnunetv2_tevia.prompts.mirror_words import MirrorMap
+from nnunetv2_tevia.prompts.prompt_file import PromptFile, text_sha256
+from nnunetv2_tevia.prompts.text_choice import DEFAULT, REPORT, TextChoice, choose_texts, prediction_rule
+from nnunetv2_tevia.text.cache.mirror import changed_flips, parse_flip_key
 
 TextFeatures = Tuple[np.ndarray, np.ndarray]
 
 
-def texts_for_cases(pf: Optional[PromptFile], case_ids: Iterable[str], model_no_report_text: str,
-                    allow_missing_text: bool, inputs: str = "the input", model_serves_no_report: bool = False,
-                    log=print, model_reads_reports: bool = True) -> Dict[str, str]:
-    """Each case's report; for a case without one, the prompt file's "default", else the model's no-report text when
-    the model was trained to serve cases without a report (``model_serves_no_report``: text dropout, the default
-    trainer) or ``allow_missing_text`` asks for it; ``log`` says how many cases that is. A case with no text at all
-    is an error naming every such case, and so is a prompt file that names none of the cases (``inputs``: where
-    they come from), unless ``allow_missing_text`` asks for that.
+def texts_for_cases(pf: Optional[PromptFile], case_ids: Iterable[str], config: TeViAConfig, allow_missing_text: bool,
+                    inputs: str = "the input", log=print, *, given: bool = False) -> Dict[str, TextChoice]:
+    """Each case's text by the one rule (prompts/text_choice.py, ``prediction_rule``): its report; for a case without
+    one, the prompt file's "default", else the model's no-report text when the model was trained to serve cases
+    without a report (``config.serves_no_report``: text dropout, the default trainer) or ``allow_missing_text`` asks
+    for it; ``log`` says how many cases that is. A case with no text at all is an error naming every such case, and
+    so is a prompt file that names none of the cases (``inputs``: where they come from), unless
+    ``allow_missing_text`` asks for that. ``given``: ``pf`` holds the texts an in-memory call was given.
 
-    A model that never read a report in training (``model_reads_reports`` False: TeViAConfig.case_text, the _noText
-    ablation) gets the one text it was trained on, its no-report text, for every case; the reports are not read."""
+    A model that never read a report in training (``config.case_text`` False, the _noText ablation) gets the one
+    text it was trained on, its no-report text, for every case; the reports are not read."""
     case_ids = list(case_ids)
-    if not model_reads_reports:
+    rule = prediction_rule(config.no_report_text, serves_no_report=config.serves_no_report,
+                           case_text=config.case_text, allow_missing_text=allow_missing_text,
+                           default=pf.default if pf is not None else None,
+                           prompt_path=pf.path if pf is not None else None, given=given)
+    if not config.case_text:
         if case_ids:
             log(f"the model was trained without reports (_noText: every training case on its no-report text), so "
                 f"all {len(case_ids)} case(s) are predicted on that text; their reports are not read")
-        return {k: model_no_report_text for k in case_ids}
+        return choose_texts(case_ids, {}, rule)
     cases = pf.cases if pf is not None else {}
     if pf is not None and case_ids and not allow_missing_text and not any(k in cases for k in case_ids):
         shown = ", ".join(case_ids[:3]) + (" ..." if len(case_ids) > 3 else "")
@@ -41,36 +49,23 @@ def texts_for_cases(pf: Optional[PromptFile], case_ids: Iterable[str], model_no_
             f"none of the {len(case_ids)} case(s) in {inputs} ({shown}) is in the prompt file {pf.path}: is it the "
             f"prompt file of another dataset? Pass --prompts with these cases' reports, or --allow-missing-text to "
             f"predict every case on the no-report text on purpose")
-    # only an explicit "default" of the prompt file stands in for a missing report; otherwise the model's own
-    # no-report text (the one it was trained with), and only when the user asked for it
-    fallback = pf.default if pf is not None and pf.default else ""
-    if not fallback and (allow_missing_text or model_serves_no_report):
-        fallback = model_no_report_text
-        allow_missing_text = True
-    texts, missing = {}, []
-    for k in case_ids:
-        text = cases.get(k)
-        if isinstance(text, str) and text.strip():
-            texts[k] = text
-        elif fallback or allow_missing_text:
-            texts[k] = fallback
-        else:
-            missing.append(k)
-    without = [k for k in case_ids if k not in missing and not (isinstance(cases.get(k), str) and cases[k].strip())]
-    if without and not missing:
-        source = "the prompt file's \"default\"" if pf is not None and pf.default else \
-            "the model's no-report text" + (" (it was trained for cases without a report)" if model_serves_no_report
+    choices = choose_texts(case_ids, cases, rule)
+    without = [k for k, c in choices.items() if c.source != REPORT]
+    if without:
+        source = "the prompt file's \"default\"" if choices[without[0]].source == DEFAULT else \
+            "the model's no-report text" + (" (it was trained for cases without a report)" if config.serves_no_report
                                             else "")
         log(f"{len(without)} of {len(case_ids)} case(s) have no report and are predicted on {source}: "
             f"{', '.join(without[:5])}{' ...' if len(without) > 5 else ''}")
-    if missing:
-        where = pf.path if pf is not None and pf.path else "the prompt file (none was given)"
-        shown = ", ".join(missing[:10]) + (f" ... and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise MissingTextError(
-            f"{len(missing)} case(s) to predict have no report text in {where}: {shown}. Add their reports "
-            f"(nnUNetv2_tevia_prompts import/init), pass --prompts FILE, set a \"default\" text in the prompt "
-            f"file, or pass --allow-missing-text to use the model's no-report text for them")
-    return texts
+    return choices
+
+
+def given_texts(texts: Dict[str, str], config: TeViAConfig, allow_missing_text: bool, log=print
+                ) -> Dict[str, TextChoice]:
+    """The texts given with in-memory arrays (``texts=``, ``text=``), by the same rule: a blank one is a case
+    without a report."""
+    return texts_for_cases(PromptFile(path=None, cases=dict(texts)), texts, config, allow_missing_text,
+                           "the texts given", log, given=True)
 
 
 def training_cache_prompt_file(cache_root: str) -> Optional[str]:
@@ -92,16 +87,39 @@ def training_cache_prompt_file(cache_root: str) -> Optional[str]:
     return None
 
 
-def cached_features(texts: Dict[str, str], record: dict, cache_root: str) -> Optional[Dict[str, TextFeatures]]:
-    """Every text's features from an earlier run's cache for the encoder ``record`` describes, or None as soon
-    as one is missing or unreadable (or the cache was made by another encoder).
+def prediction_prompts(choices: Dict[str, TextChoice], mirror_map: Optional[MirrorMap] = None) -> PromptFile:
+    """What prediction embeds, as the prompt file of a text cache: the reports as its cases (with ``mirror_map``
+    their flipped texts, filed by (case, flip) as every text cache files them, text/cache/mirror.py), the one
+    stand-in text of the other cases as its no-report text, and no paraphrases (prediction reads none)."""
+    stand_ins = sorted({c.text for c in choices.values() if c.source != REPORT})
+    if len(stand_ins) > 1:
+        raise ValueError(f"one stand-in text for the cases without a report, got {len(stand_ins)}")
+    return PromptFile(path=None, cases={k: c.text for k, c in choices.items() if c.source == REPORT},
+                      default=stand_ins[0] if stand_ins else None, mirror=mirror_map, paraphrase={"variants": 0})
+
+
+def _case_texts(choices: Dict[str, TextChoice], mirror_map: Optional[MirrorMap],
+                load: Callable[[str], TextFeatures]) -> Dict[str, CaseText]:
+    """Each case's CaseText, every text read by its sha256 (``load``): the report or stand-in, and a report's
+    flips that change it (``changed_flips``, the function the cache's "mirror" section is written with)."""
+    out = {}
+    for k, c in choices.items():
+        flips = changed_flips(c.text, mirror_map) if mirror_map is not None and c.source == REPORT else {}
+        out[k] = CaseText.of(k, *load(text_sha256(c.text)),
+                             {parse_flip_key(key): load(text_sha256(text)) for key, text in flips.items()})
+    return out
+
+
+def cached_features(choices: Dict[str, TextChoice], record: dict, cache_root: str,
+                    mirror_map: Optional[MirrorMap] = None) -> Optional[Dict[str, CaseText]]:
+    """Every case's CaseText from an earlier run's cache for the encoder ``record`` describes, or None as soon
+    as one text is missing or unreadable (or the cache was made by another encoder).
 
     The cache folder is the one ``embed_prompts`` writes for that record; its manifest must name the same
     encoder (id, revision, dim, max_tokens). Texts are looked up by their sha256, the rule ``embed_prompts``
-    files them under (an empty text is the prompt file's no-report text), so the features are exactly the
-    ones a fresh embedding would return, and the encoder is not loaded at all.
+    files them under, so the features are exactly the ones a fresh embedding would return, and the encoder is not
+    loaded at all.
     """
-    from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
     from nnunetv2_tevia.text.cache import MANIFEST, TextCache, cache_slug, load_text_npz, record_mismatches
 
     root = os.path.abspath(cache_root)
@@ -111,22 +129,19 @@ def cached_features(texts: Dict[str, str], record: dict, cache_root: str) -> Opt
         cache = TextCache.open(folder)
         if record_mismatches(cache.encoder_record(), record):
             return None
-        fallback = no_report_text(PromptFile(path=None, cases=dict(texts)))
-        out = {}
-        for k, text in texts.items():
-            sha = text_sha256(text if isinstance(text, str) and text.strip() else fallback)
-            feats, mask, _ = load_text_npz(cache.text_path(sha), cache.max_tokens, cache.dim)
-            out[k] = (feats, mask)
-        return out
+        return _case_texts(choices, mirror_map,
+                           lambda sha: load_text_npz(cache.text_path(sha), cache.max_tokens, cache.dim)[:2])
     except Exception:  # missing, partial or corrupt: embed_prompts recomputes (and repairs) what is needed
         return None
 
 
-def embed_for_model(texts: Dict[str, str], config: TeViAConfig, cache_root: str, *, encoder_spec: Optional[str] = None,
-                    device=None, trust_remote_code: bool = False, progress: bool = True,
-                    own_cache_root: Optional[str] = None) -> Dict[str, TextFeatures]:
-    """Embed with the encoder the model was trained with. ``encoder_spec`` may point elsewhere (the model was
-    trained on another machine with ``-e hf:/their/folder``); the weights must still be the same.
+def embed_for_model(choices: Dict[str, TextChoice], config: TeViAConfig, cache_root: str, *,
+                    mirror_map: Optional[MirrorMap] = None, encoder_spec: Optional[str] = None, device=None,
+                    trust_remote_code: bool = False, progress: bool = True,
+                    own_cache_root: Optional[str] = None) -> Dict[str, CaseText]:
+    """Each case's CaseText (``texts_for_cases``' choices), embedded with the encoder the model was trained with; with
+    ``mirror_map`` a report's flips too. ``encoder_spec`` may point elsewhere (the model was trained on another
+    machine with ``-e hf:/their/folder``); the weights must still be the same.
 
     When the cache already holds every text for that encoder, nothing is loaded: predicting a folder again,
     or on a machine without the encoder's weights but with the cache, costs no encoder start-up.
@@ -138,7 +153,7 @@ def embed_for_model(texts: Dict[str, str], config: TeViAConfig, cache_root: str,
     from nnunetv2_tevia.text.encoders import load_encoder
 
     record = dict(config.encoder, max_tokens=config.text_tokens)
-    found = cached_features(texts, record, cache_root)
+    found = cached_features(choices, record, cache_root, mirror_map)
     if found is not None:
         return found
     prompt_file = training_cache_prompt_file(cache_root)
@@ -149,7 +164,7 @@ def embed_for_model(texts: Dict[str, str], config: TeViAConfig, cache_root: str,
         print(f"--text-cache {cache_root} is the training cache of {prompt_file}: prediction only reads it "
               f"(read-only); the texts it lacks are embedded into {own_cache_root}")
         cache_root = own_cache_root
-        found = cached_features(texts, record, cache_root)
+        found = cached_features(choices, record, cache_root, mirror_map)
         if found is not None:
             return found
     spec = encoder_spec or record["encoder_spec"]
@@ -163,6 +178,6 @@ def embed_for_model(texts: Dict[str, str], config: TeViAConfig, cache_root: str,
             f"(revision {encoder.revision}, dim {encoder.dim}); they differ in {', '.join(diffs)}. Point "
             f"--text-encoder at a copy of the exact encoder the model was trained with")
     with cache_lock(os.path.abspath(cache_root), wait=True):  # -num_parts runs share the output folder's cache
-        cache = embed_prompts(PromptFile(path=None, cases=dict(texts)), os.path.abspath(cache_root), encoder,
+        cache = embed_prompts(prediction_prompts(choices, mirror_map), os.path.abspath(cache_root), encoder,
                               max_tokens=config.text_tokens, mark_active=False, progress=progress)
-    return {k: cache.features(k) if cache.has_case(k) else cache.no_report_features() for k in texts}
+    return _case_texts(choices, mirror_map, lambda sha: cache.features_of_text(sha, "a text to predict with"))

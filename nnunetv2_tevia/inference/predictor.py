@@ -21,15 +21,17 @@ from nnunetv2_tevia import nnunet_seam as seam
 from nnunetv2_tevia.errors import AttentionStageError, MissingTextError, TextCacheError
 from nnunetv2_tevia.inference.attention_maps import AttentionMapRecorder, save_attention_pngs
 from nnunetv2_tevia.inference.case_ids import array_case, case_id_from_file
-from nnunetv2_tevia.inference.case_texts import embed_for_model, texts_for_cases
+from nnunetv2_tevia.inference.case_texts import embed_for_model, given_texts, texts_for_cases
 from nnunetv2_tevia.inference.in_memory import InMemoryArrays
-from nnunetv2_tevia.inference.flipped_texts import (CaseText, check_prompt_map, flipped_texts, forward_inputs,
-                                                    mirrored_prediction, model_mirror_map, split_flipped)
+from nnunetv2_tevia.inference.mirrored_prediction import (check_prompt_map, forward_inputs, mirrored_prediction,
+                                                          model_mirror_map)
 from nnunetv2_tevia.inference.prediction_records import cases_to_predict, model_fingerprint
 from nnunetv2_tevia.inference.tile_positions import tile_box
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
+from nnunetv2_tevia.model.forward_text import CaseText
 from nnunetv2_tevia.model.tevia_network import unwrap
 from nnunetv2_tevia.prompts.prompt_file import PromptFile
+from nnunetv2_tevia.prompts.text_choice import TextChoice
 from nnunetv2_tevia.text.cache import record_mismatches
 from nnunetv2_tevia.model.mirror_axes import covered_map_axes, patch_map_axes
 
@@ -113,24 +115,24 @@ class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
     def _own_cache_root(self, output_folder: Optional[str]) -> str:
         return os.path.join(output_folder, ".tevia_text_cache") if output_folder else USER_CACHE
 
-    def embed_case_texts(self, texts: Dict[str, str], output_folder: Optional[str] = None,
-                         mirrored: Optional[set] = None) -> Dict[str, CaseText]:
-        """Embed ``{case id: report}`` with the model's encoder (cached on disk): each case's CaseText, for a word-map
-        model with the flipped reports of the cases in ``mirrored`` (default: all)."""
-        if not texts:  # no encoder start-up for nothing
+    def embed_case_texts(self, texts: Dict[str, str], output_folder: Optional[str] = None) -> Dict[str, CaseText]:
+        """Embed the reports given with in-memory arrays, ``{case id: report}``, with the model's encoder: each case's
+        CaseText. A blank report is a case without one (prompts/text_choice.py decides its text)."""
+        return self._embed(given_texts(texts, self.tevia_config, self.allow_missing_text), output_folder)
+
+    def _embed(self, choices: Dict[str, TextChoice], output_folder: Optional[str] = None) -> Dict[str, CaseText]:
+        """Each case's CaseText (cached on disk); for a word-map model with its report's flips along the axes this
+        predictor mirrors. A case without a report keeps its stand-in text under every flip, as in training."""
+        if not choices:  # no encoder start-up for nothing
             return {}
-        if not self.tevia_config.case_text:  # _noText: the one text it was trained on, whatever the caller passed
-            texts, mirrored = {k: self.tevia_config.no_report_text for k in texts}, set()
         device = self.device if self.device.type == "cuda" else None
         axes = covered_map_axes(self.allowed_mirroring_axes or (), self.patch_to_map, self.mirror_map.axis_indices) \
             if self.mirror_map is not None and self.use_mirroring else ()
-        flips = flipped_texts({k: t for k, t in texts.items() if mirrored is None or k in mirrored},
-                              self.mirror_map, axes) if axes else {}
-        own, flipped = split_flipped(embed_for_model(
-            {**texts, **flips}, self.tevia_config, self.text_cache_folder or self._own_cache_root(output_folder),
+        return embed_for_model(
+            choices, self.tevia_config, self.text_cache_folder or self._own_cache_root(output_folder),
+            mirror_map=self.mirror_map.only(axes) if axes else None,
             own_cache_root=self._own_cache_root(output_folder), encoder_spec=self.text_encoder, device=device,
-            trust_remote_code=self.trust_remote_code, progress=self.allow_tqdm))
-        return {k: CaseText.of(k, *own[k], flipped.get(k)) for k in texts}
+            trust_remote_code=self.trust_remote_code, progress=self.allow_tqdm)
 
     def _text_of(self, case_id: str) -> CaseText:
         text = self._case_texts.get(case_id)
@@ -175,19 +177,15 @@ class nnUNetTeViAPredictor(InMemoryArrays, nnUNetPredictor):
             (os.path.dirname(ofiles[0]) if ofiles else None)
         # every call reads the reports again: ``self.prompts`` may have changed since a case was last embedded
         source = list_of_lists_or_source_folder if isinstance(list_of_lists_or_source_folder, str) else "the input"
-        texts = texts_for_cases(self.prompts, case_ids, self.tevia_config.no_report_text, self.allow_missing_text,
-                                source, model_serves_no_report=self.tevia_config.serves_no_report,
-                                model_reads_reports=self.tevia_config.case_text)
+        texts = texts_for_cases(self.prompts, case_ids, self.tevia_config, self.allow_missing_text, source)
         if ofiles is not None:  # an output is kept only if this text and this model made it (prediction_records.py)
-            keep = cases_to_predict(ofiles, case_ids, texts, model_fingerprint(self), self.dataset_json["file_ending"],
-                                    save_probabilities, overwrite)
+            keep = cases_to_predict(ofiles, case_ids, {k: c.text for k, c in texts.items()}, model_fingerprint(self),
+                                    self.dataset_json["file_ending"], save_probabilities, overwrite)
             lists, ofiles, prev, case_ids = ([x[i] for i in keep] for x in (lists, ofiles, prev, case_ids))
             texts = {k: texts[k] for k in case_ids}
         check_prompt_map(self.mirror_map, self.prompts, self._model_folder)
-        # every call embeds its own texts (the disk cache makes a repeat cheap): the reports may have changed since.
-        # A case without its own report keeps the no-report text under every flip, as in training.
-        reported = {k for k in texts if (self.prompts.cases.get(k) or "").strip()} if self.prompts else set()
-        self._case_texts = self.embed_case_texts(texts, output_folder, mirrored=reported)
+        # every call embeds its own texts (the disk cache makes a repeat cheap): the reports may have changed since
+        self._case_texts = self._embed(texts, output_folder)
         return lists, ofiles, prev
 
     def _internal_get_data_iterator_from_lists_of_filenames(self, input_list_of_lists, seg_from_prev_stage_files,

@@ -2,6 +2,9 @@
 
 nnU-Net's ``build_network_architecture`` only receives the plans, so the text settings go into
 ``plans["tevia"]`` (and are mirrored in every checkpoint, to catch folds trained with another encoder).
+
+The defaults are the shipped design, what ``nnUNetTrainerTeViA`` writes (its attributes start from them). A plans.json
+or checkpoint written before a field existed means what the code did then (``LEGACY``), read by ``from_dict``.
 """
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
@@ -11,6 +14,14 @@ DESIGNS = ("tevia", "reference")  # GuidedStage (guided_stage.py), ReferenceGuid
 DEFAULT_INITIAL_SCALE = {"tevia": 0.1, "reference": 0.01}
 # TextProjection, AttentionPoolProjection, TokenProjection (model/text_projection.py); "tokens" is an ablation
 TEXT_READERS = ("conv", "attention", "tokens")
+
+
+# What a saved dict without the key means: the network as it was built before the field existed.
+LEGACY = {
+    "design": "reference",  # before the redesign, every model was the reference arrangement
+    "sentence_key": False,  # before issue 19: no sentence key ...
+    "text_dropout": 0.0,    # ... and no text dropout
+}
 
 
 def default_slot_counts(text_tokens: int, num_stages: int, design: str = "reference") -> List[int]:
@@ -36,7 +47,7 @@ class TeViAConfig:
     initial_scale: Optional[float] = None  # gate (tevia) or scale (reference) at init; None: DEFAULT_INITIAL_SCALE
     encoder: dict = field(default_factory=dict)   # TextCache.encoder_record(): spec, id, revision, max_tokens, dim
     no_report_text: str = ""
-    text_dropout: float = 0.0             # > 0: the model also serves cases without a report
+    text_dropout: float = 0.2             # > 0: the model also serves cases without a report
     no_report_training_cases: int = 0     # training cases without a report (trained on the no-report text)
     case_text: bool = True                # False: trained on the no-report text only (_noText ablation)
     patch_position: bool = True           # default design: positions are the patch's place in the image
@@ -44,7 +55,7 @@ class TeViAConfig:
     # How the default design reads the tokens into slots (TEXT_READERS), and whether the report's sentence
     # embedding is one more key. Plans written before these existed read as "conv" without a sentence key.
     text_reader: str = "conv"
-    sentence_key: bool = False
+    sentence_key: bool = True
     # Ablation switches of the default design: each undoes one departure from the reference code, so that
     # benchmarks/plain_loop_ablation.py reruns docs/architecture.md's departures table on the real GuidedStage.
     # The defaults are the default design (plans written before the switches existed read as it).
@@ -79,6 +90,4 @@ class TeViAConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TeViAConfig":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        # plans and checkpoints written before the redesign have no "design": they are the reference arrangement
-        known.setdefault("design", "reference")
-        return cls(**known)
+        return cls(**{**LEGACY, **known})

@@ -4,10 +4,9 @@ The word map counts the spatial axes of the image as nnU-Net's reader returns it
 row, column; 3 for a 3D one, e.g. SimpleITK's z, y, x), so that a prompt file can be written before planning.
 nnU-Net's preprocessing then transposes the axes (the plans' ``transpose_forward``), and a patch of a 2D
 configuration on a 3D dataset has one axis fewer: ``patch_map_axes`` translates patch axes to map axes once,
-for training and prediction alike.
+for training and prediction alike. Which flips there are is prompts/mirror_words.flip_combinations.
 """
-import itertools
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 
@@ -40,11 +39,6 @@ def covered_map_axes(patch_axes: Sequence[int], patch_to_map: Sequence[int],
     variant); the one translation used by training (per sample) and by test-time mirroring (per flip)."""
     covered = set(map_axes)
     return tuple(sorted(patch_to_map[a] for a in patch_axes if patch_to_map[a] in covered))
-
-
-def flip_combinations(axes: Sequence[int]) -> List[Tuple[int, ...]]:
-    """Every non-empty combination of ``axes``, in nnU-Net's test-time order."""
-    return [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
 def mirror_boxes(boxes: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:

@@ -16,9 +16,10 @@ import itertools
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Optional
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from nnunetv2_tevia.errors import PromptFileError
+from nnunetv2_tevia.prompts.text_choice import has_report
 
 MAX_SPATIAL_AXES = 3
 MIRROR_KEYS = ("preset", "axes")
@@ -63,6 +64,11 @@ class MirrorMap:
 
     def pairs(self, axis: int) -> tuple:
         return dict(self.axes).get(axis, ())
+
+    def only(self, axes: Iterable[int]) -> "MirrorMap":
+        """The map of ``axes`` alone (those it lists): the flips that prediction mirrors when it mirrors fewer axes."""
+        keep = set(int(a) for a in axes)
+        return MirrorMap(tuple((axis, pairs) for axis, pairs in self.axes if axis in keep))
 
 
 def _json_type(value) -> str:
@@ -167,15 +173,16 @@ def mirror_text(text: str, flipped_axes: Iterable[int], mirror_map: MirrorMap) -
     return swap(text) if swap else text
 
 
-def _combinations(axes: Iterable[int]) -> list:
-    axes = sorted(set(int(a) for a in axes))
-    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
+def flip_combinations(axes: Sequence[int]) -> List[Tuple[int, ...]]:
+    """``()`` (no flip), then every non-empty combination of ``axes`` in nnU-Net's test-time order (one axis, then
+    pairs, ...). The one enumeration of flips: the texts a cache holds, training's lookups and test-time mirroring."""
+    return [c for r in range(len(axes) + 1) for c in itertools.combinations(tuple(axes), r)]
 
 
 def text_variants(text: str, mirror_map: MirrorMap, axes: Optional[Iterable[int]] = None) -> dict:
     """``{flipped axes: text}`` for every combination of ``axes`` (default: the map's axes), ``()`` included."""
-    return {combo: mirror_text(text, combo, mirror_map)
-            for combo in _combinations(mirror_map.axis_indices if axes is None else axes)}
+    axes = sorted(set(int(a) for a in (mirror_map.axis_indices if axes is None else axes)))
+    return {combo: mirror_text(text, combo, mirror_map) for combo in flip_combinations(axes)}
 
 
 def distinct_texts(texts: Iterable[str], mirror_map: MirrorMap, axes: Optional[Iterable[int]] = None) -> list:
@@ -281,11 +288,11 @@ def _excerpt(a: str, b: str, width: int = 90) -> tuple:
 
 def mirror_summary(cases: dict, mirror_map: MirrorMap, examples: int = 2) -> list:
     """Lines telling, per flip (each axis and each combination), how many cases' reports change, with examples."""
-    texts = {cid: t for cid, t in cases.items() if isinstance(t, str) and t.strip()}
+    texts = {cid: t for cid, t in cases.items() if has_report(t)}
     axes = ", ".join(f"{axis} ({len(pairs)} pair(s))" for axis, pairs in mirror_map.axes)
     preset = f"preset {mirror_map.preset!r}, " if mirror_map.preset else ""
     lines = [f"mirror words ({preset}axes {axes or 'none'}): reports that change, of {len(texts)} case(s) with text"]
-    for combo in _combinations(mirror_map.axis_indices)[1:]:
+    for combo in flip_combinations(mirror_map.axis_indices)[1:]:
         changed = [(cid, t, m) for cid, t in texts.items() if (m := mirror_text(t, combo, mirror_map)) != t]
         name = f"axis {combo[0]}" if len(combo) == 1 else f"axes {'+'.join(map(str, combo))}"
         lines.append(f"  flip {name}: {len(changed)} case(s) change")

@@ -4,6 +4,7 @@ Training samples one of them per step (training/case_text.py); prediction and va
 """
 from nnunetv2_tevia.prompts.json_checks import type_name, utf8_problem
 from nnunetv2_tevia.prompts.paraphrase import paraphrases
+from nnunetv2_tevia.prompts.text_choice import has_report
 
 
 def alternatives_problems(alternatives, cases: dict, path: str) -> list:
@@ -14,7 +15,7 @@ def alternatives_problems(alternatives, cases: dict, path: str) -> list:
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             problems.append(f"{path}: alternatives of case {cid!r} must be a list of texts, got {type_name(texts)}")
             continue
-        if not (isinstance(cases.get(cid), str) and cases[cid].strip()):
+        if not has_report(cases.get(cid)):
             problems.append(f"{path}: case {cid!r} has alternatives but no report under \"cases\": write its "
                             f"report there (the alternatives are other phrasings of it)")
         for i, t in enumerate(texts):
@@ -29,7 +30,7 @@ def case_texts(pf, case_id: str) -> list:
     """Every text that stands for a case's report in training: the report, its alternatives, and the paraphrases
     of both (prompts/paraphrase.py), without repeats; [] for a case without a report."""
     report = pf.cases.get(case_id)
-    if not (isinstance(report, str) and report.strip()):
+    if not has_report(report):
         return []
     sources = [report] + [t for t in pf.alternatives.get(case_id, []) if t.strip()]
     settings = pf.paraphrase_settings

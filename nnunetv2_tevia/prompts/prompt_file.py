@@ -11,9 +11,10 @@
 Training samples one of a case's texts per step: its report, its alternatives, and the paraphrases of both.
 
 A case without a text (absent from "cases", or the "" placeholder that `nnUNetv2_tevia_prompts init`
-writes) gets the no-report text (:func:`no_report_text`). Where the file has no no-report text, a ""
-placeholder is an error outside of template editing (``allow_empty``), so a forgotten report is caught
-when the file is loaded rather than when its case is first needed.
+writes) gets what prompts/text_choice.py decides, in training and prediction alike: the "default", the no-report
+text (:func:`no_report_text`) or a refusal. Where the file has no no-report text, a "" placeholder is an error
+outside of template editing (``allow_empty``), so a forgotten report is caught when the file is loaded rather than
+when its case is first needed.
 """
 import hashlib
 import json
@@ -21,15 +22,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from nnunetv2_tevia.errors import MissingTextError, PromptFileError
+from nnunetv2_tevia.errors import PromptFileError
 from nnunetv2_tevia.io_utils import atomic_write_json
 from nnunetv2_tevia.prompts.mirror_words import MirrorMap, mirror_map_from_json, mirror_map_to_json, mirror_problems
 from nnunetv2_tevia.prompts.paraphrase import ParaphraseSettings, section_problems, settings_from_json
-from nnunetv2_tevia.prompts.json_checks import decode_utf8  # noqa: F401 (tables.py imports it from here)
+from nnunetv2_tevia.prompts.json_checks import decode_utf8
 from nnunetv2_tevia.prompts.json_checks import object_with_duplicates as _object_with_duplicates
 from nnunetv2_tevia.prompts.json_checks import type_name as _type_name
 from nnunetv2_tevia.prompts.json_checks import utf8_problem as _utf8_problem
-from nnunetv2_tevia.prompts.phrasings import alternatives_problems, case_texts  # noqa: F401 (case_texts: API)
+from nnunetv2_tevia.prompts.phrasings import alternatives_problems
+from nnunetv2_tevia.prompts.text_choice import has_report
 
 PROMPTS_FILENAME = "tevia_prompts.json"
 FORMAT = "nnunetv2-tevia-prompts"
@@ -225,11 +227,11 @@ def save_prompts(pf: PromptFile, path=None) -> str:
 
 
 def no_report_text(pf: PromptFile) -> str:
-    """The text of every case without a report: "default", else a sentence from the class descriptions, else "".
+    """The no-report text of a prompt file: "default", else a sentence from the class descriptions, else "".
 
-    This is the one place that decides it; embedding, training and inference all call it.
+    Embedding files it as the cache's no-report text; which case gets it is prompts/text_choice.py's rule.
     """
-    if pf.default is not None and pf.default.strip():
+    if has_report(pf.default):
         return pf.default
     descriptions = [d.strip().rstrip(".").strip() for d in pf.classes.values() if isinstance(d, str)]
     descriptions = [d for d in descriptions if d]
@@ -248,23 +250,6 @@ def resolve_prompt_path(dataset_name_or_id, prompts_arg: Optional[str]) -> str:
     if prompts_arg:
         return os.path.abspath(os.fspath(prompts_arg))
     return default_prompt_path(dataset_name_or_id)
-
-
-def text_for_case(pf: PromptFile, case_id: str, *, allow_no_report: bool = True) -> str:
-    text = pf.cases.get(case_id)
-    if isinstance(text, str) and text.strip():
-        return text
-    if allow_no_report:
-        fallback = no_report_text(pf)
-        if fallback:
-            return fallback
-    where = pf.path or "the prompt file"
-    if allow_no_report:
-        fix = (f"write its report under \"cases\" in {where} (or import a table with `nnUNetv2_tevia_prompts "
-               f"import`), or set \"default\" for cases without a report")
-    else:
-        fix = f"write its report under \"cases\" in {where}; a per-case report is required here"
-    raise MissingTextError(f"case {case_id!r} has no report text in {where}: {fix}")
 
 
 def text_sha256(text: str) -> str:

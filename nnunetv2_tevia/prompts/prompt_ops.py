@@ -13,6 +13,7 @@ from nnunetv2_tevia.prompts.prompt_file import (PromptFile, check_not_a_director
                                                 no_report_text, prompts_from_document, read_prompt_document,
                                                 resolve_prompt_path, save_prompts)
 from nnunetv2_tevia.prompts.tables import match_key_to_case, read_text_table
+from nnunetv2_tevia.prompts.text_choice import has_report
 
 
 def shorten(items, limit: int = 20) -> str:
@@ -100,7 +101,7 @@ def import_table(dataset, table: str, id_column: str = "Image", text_column: str
         old = pf.cases.get(cid, "")
         if old == text:
             result.unchanged += 1
-        elif not old.strip():
+        elif not has_report(old):
             pf.cases[cid] = text
             result.added += 1
         elif force:
@@ -112,7 +113,7 @@ def import_table(dataset, table: str, id_column: str = "Image", text_column: str
     for column in alternative_columns:
         for key, text in read_text_table(table, id_column, column, skip_empty_text=True):
             cid = match_key_to_case(key, case_ids)
-            if cid is None or not pf.cases.get(cid, "").strip():
+            if cid is None or not has_report(pf.cases.get(cid)):
                 continue
             known = pf.alternatives.get(cid, [])
             if text != pf.cases[cid] and text not in known:
@@ -125,7 +126,7 @@ def import_table(dataset, table: str, id_column: str = "Image", text_column: str
                               f"{rows[0][0]!r}) names a case of {raw} (case ids: {example_ids}): check --id-column "
                               f"and -d; nothing was written")
     save_prompts(pf, path)
-    has_text = {cid for cid, t in pf.cases.items() if t.strip()}
+    has_text = {cid for cid, t in pf.cases.items() if has_report(t)}
     result.training_without_text = [c for c in train_ids if c not in has_text]
     result.test_without_text = [c for c in test_ids if c not in has_text]
     return result
@@ -188,11 +189,8 @@ def validate_prompts(dataset, prompts: Optional[str] = None, strict: bool = Fals
     if not train_ids:
         report.warnings.append(f"{raw} has no training images in imagesTr (names must end in _0000 plus the "
                                f"file_ending of dataset.json)")
-    def has_text(cid):
-        return isinstance(cases.get(cid), str) and bool(cases[cid].strip())
-
-    train_without = [c for c in train_ids if not has_text(c)]
-    test_without = [c for c in test_ids if not has_text(c)]
+    train_without = [c for c in train_ids if not has_report(cases.get(c))]
+    test_without = [c for c in test_ids if not has_report(cases.get(c))]
     report.n_training_with_text = len(train_ids) - len(train_without)
     report.n_test_with_text = len(test_ids) - len(test_without)
     if train_without and report.no_report_text:

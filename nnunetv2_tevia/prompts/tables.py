@@ -10,7 +10,7 @@ import re
 from typing import Optional
 
 from nnunetv2_tevia.errors import PromptFileError
-from nnunetv2_tevia.prompts.prompt_file import decode_utf8
+from nnunetv2_tevia.prompts.json_checks import decode_utf8
 
 MAX_TABLE_BYTES = 256 * 1024 * 1024
 _EXCEL_SUFFIXES = (".xlsx", ".xlsm")

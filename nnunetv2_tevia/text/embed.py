@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from nnunetv2_tevia.io_utils import atomic_save_npz, atomic_write_json
 from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
+from nnunetv2_tevia.prompts.text_choice import has_report
 from nnunetv2_tevia.text.cache import (ACTIVE, FORMAT, MANIFEST, TEXTS, VERSION, TextCache, cache_slug,
                                        load_text_npz)
 from nnunetv2_tevia.text.cache.mirror import MANIFEST_KEY as MIRROR_KEY, mirror_manifest, mirror_variants
@@ -64,7 +65,7 @@ def embed_prompts(pf, cache_root: str, encoder: TextEncoder, max_tokens: int = 2
     case_sha: Dict[str, str] = {}
     by_sha: Dict[str, str] = {}
     for cid, text in pf.cases.items():
-        if isinstance(text, str) and text.strip():
+        if has_report(text):
             sha = text_sha256(text)
             case_sha[cid] = sha
             by_sha[sha] = text

@@ -1,7 +1,8 @@
 """Each case's cached text features as one table on the training device, looked up by ``batch['keys']``.
 
 Built once from the active text cache when the trainer initialises: no I/O and no encoder in the
-training loop. Row 0 is the no-report text. A case's report has one row; its other phrasings (the prompt file's
+training loop. Which text each case gets is the one rule of prompts/text_choice.py (``training_choices``); row 0 is
+the no-report text. A case's report has one row; its other phrasings (the prompt file's
 "alternatives" and the paraphrases, text/cache/variants.py) have rows of their own, and training draws one of the
 case's rows per sample (``row_indices(..., rng=...)``); validation and prediction always use the report itself.
 """
@@ -11,11 +12,24 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from nnunetv2_tevia.errors import MissingTextError, TextCacheError
+from nnunetv2_tevia.errors import TextCacheError
+from nnunetv2_tevia.model.forward_text import CaseText
+from nnunetv2_tevia.prompts.text_choice import REPORT, TextChoice, choose_texts, training_rule
 from nnunetv2_tevia.text.cache.mirror import parse_flip_key
 from nnunetv2_tevia.training.mirror_text import sample_flips
 
 NO_REPORT_ROW = 0
+
+
+def training_choices(cache, case_ids: Iterable[str], *, text_dropout: float, case_text: bool, dataset: str,
+                     prompt_file: str) -> Dict[str, TextChoice]:
+    """Each training case's text by the one rule (``training_rule``): its report where the cache holds one (the
+    cache files it under its sha256, the choice's text), else the no-report text or a MissingTextError naming every
+    such case, the prompt file and the command to run."""
+    case_ids = list(case_ids)
+    rule = training_rule(cache.no_report_text, text_dropout=text_dropout, case_text=case_text, dataset=dataset,
+                         cache_folder=cache.folder, prompt_file=prompt_file)
+    return choose_texts(case_ids, {k: cache.text_sha256(k) for k in case_ids}, rule)
 
 
 def load_rows(loads: Sequence[Callable[[], Tuple[np.ndarray, np.ndarray]]]) -> Tuple[np.ndarray, np.ndarray]:
@@ -43,25 +57,17 @@ class CaseTextTable:
         self.flip_patch_to_map, self.flip_map_axes = (), ()
 
     @classmethod
-    def from_cache(cls, cache, case_ids: Iterable[str], no_report_allowed: bool, dataset: str,
-                   prompt_file: str) -> "CaseTextTable":
+    def from_cache(cls, cache, choices: Dict[str, TextChoice]) -> "CaseTextTable":
+        """The table of ``choices`` (``training_choices``): a case's report (and its phrasings) from the cache, every
+        other case on the no-report row."""
         loads: List[Callable[[], Tuple[np.ndarray, np.ndarray]]] = [cache.no_report_features]
         rows: Dict[str, int] = {}
-        missing: List[str] = []
-        for k in case_ids:
-            if cache.has_case(k):
+        for k, choice in choices.items():
+            if choice.source == REPORT:
                 rows[k] = len(loads)
                 loads.append(partial(cache.features, k))
-            elif no_report_allowed:
-                rows[k] = NO_REPORT_ROW
             else:
-                missing.append(k)
-        if missing:
-            shown = ", ".join(missing[:10]) + (f" ... and {len(missing) - 10} more" if len(missing) > 10 else "")
-            raise MissingTextError(
-                f"{len(missing)} training case(s) of {dataset} have no report text in the active text cache "
-                f"{cache.folder}: {shown}. Write their reports into {prompt_file} (or set a \"default\" text "
-                f"there), then run: nnUNetv2_tevia_prompts embed -d {dataset}")
+                rows[k] = NO_REPORT_ROW
         # the case's other phrasings (one row per distinct text), loaded into the same arrays
         variant_rows: Dict[str, List[int]] = {}
         row_of: Dict[str, int] = {}
@@ -134,6 +140,12 @@ class CaseTextTable:
         flips = sample_flips(mirror_axes, self.flip_patch_to_map, self.flip_map_axes)
         return [self.flip_rows.get(k, {}).get(f, r) if r == self.rows[k] else self.variant_flip_rows.get(r, {}).get(f, r)
                 for k, f, r in zip(keys, flips, rows)]
+
+    def case_text(self, case_id: str) -> CaseText:
+        """A case's report with its flipped reports, for a prediction's forwards (the final validation)."""
+        row = self.row_indices([case_id])[0]
+        flipped = {combo: (self.features[r], self.masks[r]) for combo, r in self.flip_rows.get(case_id, {}).items()}
+        return CaseText.of(case_id, self.features[row], self.masks[row], flipped)
 
     def lookup(self, rows: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(rows, device=self.features.device, dtype=torch.long)

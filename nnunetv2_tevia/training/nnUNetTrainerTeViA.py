@@ -21,19 +21,19 @@ from torch import distributed as dist
 
 from nnunetv2_tevia import nnunet_seam as seam
 from nnunetv2_tevia.errors import TeViAError, TextCacheError, TrainingSetupError
-from nnunetv2_tevia.inference.flipped_texts import CaseText
 from nnunetv2_tevia.inference.predictor import nnUNetTeViAPredictor
 from nnunetv2_tevia.io_utils import remove_orphaned_temp_files
 from nnunetv2_tevia.model.config import PLANS_KEY, TeViAConfig
-from nnunetv2_tevia.model.mirror_axes import mirrorable_patch_axes, patch_map_axes
+from nnunetv2_tevia.model.forward_text import CaseText
 from nnunetv2_tevia.model.tevia_network import TeViANetwork, unwrap
-from nnunetv2_tevia.prompts.mirror_words import mirror_map_to_json
+from nnunetv2_tevia.prompts.text_choice import REPORT
 from nnunetv2_tevia.training.alignment import alignment_loss, foreground_mask, foreground_vectors
-from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable
+from nnunetv2_tevia.training.case_text import NO_REPORT_ROW, CaseTextTable, training_choices
 from nnunetv2_tevia.training.checkpoints import check_checkpoint_text
 from nnunetv2_tevia.training.location_safe_augmentation import location_safe_rotation
 from nnunetv2_tevia.training.optimizer import PolyLRGroupScheduler, build_optimizer
-from nnunetv2_tevia.training.mirror_text import MirrorBoxLoader, RecordingMirrorTransform
+from nnunetv2_tevia.training.mirror_text import (MirrorBoxLoader, RecordingMirrorTransform, text_mirror_axes,
+                                                 use_word_map)
 from nnunetv2_tevia.training.prototype_updates import activate_prototypes, prototype_inputs, update_prototypes
 from nnunetv2_tevia.training.tevia_logger import TeViALocalLogger
 
@@ -46,16 +46,19 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        # The network's settings start as TeViAConfig's defaults, the shipped design (model/config.py); variants
+        # change them here, and _prepare_text writes them into the plans.
         # Which guided stage (model/config.py DESIGNS): "tevia" (GuidedStage) or "reference" (the reference
         # code's arrangement, nnUNetTrainerTeViA_reference). docs/architecture.md says what differs and why.
-        self.tevia_design = "tevia"
-        self.num_guided_stages = 3
+        self.tevia_design = TeViAConfig.design
+        self.num_guided_stages = TeViAConfig.num_guided_stages
         # How the guided stages read the report (model/config.py TEXT_READERS; docs/architecture.md, "Reading what
         # a report means"): slots mixed from the token positions, plus the report's sentence embedding as a key
-        self.text_reader = "conv"
-        self.sentence_key = True
+        self.text_reader = TeViAConfig.text_reader
+        self.sentence_key = TeViAConfig.sentence_key
         self.alignment_weight = 0.1
-        self.cross_attention_initial_scale: Optional[float] = None  # None: the design's default (0.1; reference 0.01)
+        # None: the design's default (0.1; reference 0.01)
+        self.cross_attention_initial_scale: Optional[float] = TeViAConfig.initial_scale
         # The text pathway's own optimizer ("adamw"); None puts it into nnU-Net's SGD with the U-Net. The U-Net
         # keeps nnU-Net's SGD either way; both follow nnU-Net's poly schedule from their own initial lr.
         self.text_optimizer: Optional[str] = "adamw"
@@ -66,12 +69,12 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
         self.prototype_momentum = 0.99
         self.prototype_warmup_epoch: Optional[int] = None  # None: 10% of num_epochs
         self.prototype_ramp_epochs: Optional[int] = None   # None: 10% of num_epochs (at least 1)
-        self.use_case_text = True        # False: every case gets the no-report text (_noText)
+        self.use_case_text = TeViAConfig.case_text  # False: every case gets the no-report text (_noText)
         # Positions are where a patch (training crop, sliding-window tile) lies in its image; False: in the patch
-        self.use_patch_position = True
+        self.use_patch_position = TeViAConfig.patch_position
         # Probability of training a sample on the no-report text, so that a case without a report is inside the
         # training distribution (docs/text_dropout.md has what it costs and gives); 0: _noTextDropout
-        self.text_dropout = 0.2
+        self.text_dropout = TeViAConfig.text_dropout
         # Train each sample on one of its case's phrasings: the report, the prompt file's "alternatives" and the
         # paraphrases the cache holds (prompts/paraphrase.py); False: always the report (_noParaphrase)
         self.sample_text_variants = True
@@ -138,8 +141,9 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
     # ------------------------------------------------------------------ text set-up
     def _prepare_text(self):
         """The dataset's active text cache, checked against its prompt file, becomes the table of every training case's
-        texts; the text settings go into the plans (which the predictor reads). A case without a report gets the
-        no-report text, as in prediction (inference/case_texts.py), and the log says how many."""
+        texts; the text settings go into the plans (which the predictor reads). Which text a case gets is the one rule
+        of prompts/text_choice.py (a case without a report: the no-report text or a refusal); the log says how many
+        cases have none."""
         from nnunetv2_tevia.prompts.prompt_file import load_prompts
         from nnunetv2_tevia.text.cache import load_active_cache
 
@@ -154,68 +158,52 @@ class nnUNetTrainerTeViA(nnUNetTrainer):
                                    f"here; the cached embeddings are used as they are")
         case_ids = infer_dataset_class(self.preprocessed_dataset_folder).get_identifiers(
             self.preprocessed_dataset_folder)
-        no_report_allowed = bool(cache.no_report_text) or self.text_dropout > 0 or not self.use_case_text
-        self.text_table = CaseTextTable.from_cache(cache, case_ids if self.use_case_text else [],
-                                                   no_report_allowed, dataset, prompt_file)
-        if not self.use_case_text:
-            self.text_table.rows = {k: NO_REPORT_ROW for k in case_ids}
-        self.text_table.to(self.device)
-        without = [k for k in case_ids if self.text_table.rows[k] == NO_REPORT_ROW] if self.use_case_text else []
+        choices = training_choices(cache, case_ids, text_dropout=self.text_dropout, case_text=self.use_case_text,
+                                   dataset=dataset, prompt_file=prompt_file)
+        self.text_table = CaseTextTable.from_cache(cache, choices).to(self.device)
+        without = [k for k, c in choices.items() if c.source != REPORT] if self.use_case_text else []
         if without:
             self.print_to_log_file(
                 f"TeViA: {len(without)} of {len(case_ids)} training case(s) have no report and train on the no-report "
                 f"text {cache.no_report_text!r}: {', '.join(without[:5])}{' ...' if len(without) > 5 else ''}")
 
-        n_decoder_stages = self.configuration_manager.network_arch_init_kwargs["n_stages"] - 1
-        num_stages = min(self.num_guided_stages, n_decoder_stages)
+        config = self._network_config(cache, len(without))
+        # the same dict object is saved as plans.json and, through init_args, in every checkpoint
+        self.plans_manager.plans[PLANS_KEY] = config.to_dict()
+        self.print_to_log_file(f"TeViA text: {cache.encoder_id} ({cache.revision}), {cache.max_tokens} tokens x "
+                               f"{cache.dim} dims, {config.design} design, {config.num_guided_stages} guided stages "
+                               f"with slots {config.slots}; cache {cache.folder}")
+        if self.mirror_text and self.location_safe_augmentation:
+            self._setup_text_mirroring(cache)
+
+    def _network_config(self, cache, no_report_training_cases: int) -> TeViAConfig:
+        """The network this trainer builds, for the plans: its settings with the cache's text encoder."""
+        num_stages = min(self.num_guided_stages, self.configuration_manager.network_arch_init_kwargs["n_stages"] - 1)
         config = TeViAConfig(text_tokens=cache.max_tokens, text_dim=cache.dim, design=self.tevia_design,
                              num_guided_stages=num_stages, encoder=cache.encoder_record(),
                              no_report_text=cache.no_report_text, text_dropout=self.text_dropout,
                              case_text=self.use_case_text, initial_scale=self.cross_attention_initial_scale,
                              patch_position=self.use_patch_position, text_reader=self.text_reader,
-                             sentence_key=self.sentence_key, no_report_training_cases=len(without))
+                             sentence_key=self.sentence_key, no_report_training_cases=no_report_training_cases)
         config.slots = config.resolved_slots(num_stages)
-        # the same dict object is saved as plans.json and, through init_args, in every checkpoint
-        self.plans_manager.plans[PLANS_KEY] = config.to_dict()
-        self.print_to_log_file(f"TeViA text: {cache.encoder_id} ({cache.revision}), {cache.max_tokens} tokens x "
-                               f"{cache.dim} dims, {config.design} design, {num_stages} guided stages with slots "
-                               f"{config.slots}; cache {cache.folder}")
-        if self.mirror_text and self.location_safe_augmentation:
-            self._setup_text_mirroring(cache)
+        return config
 
     # ------------------------------------------------------------------ mirroring with the reports' words flipped
     def _setup_text_mirroring(self, cache) -> None:
-        """Use the cache's word map: add the flipped reports' rows to the text table and record the map in the plans
-        (which the predictor reads for test-time mirroring)."""
-        self.mirror_map = cache.mirror_map
-        if self.mirror_map is None:
-            if self.require_mirror_map:
-                raise TextCacheError(
-                    f"{type(self).__name__} flips each report with its image, but the active text cache "
-                    f"{cache.folder} holds no mirrored reports: add a \"mirror\" section (e.g. \"mirror\": "
-                    f"{{\"preset\": \"2d\"}}, docs/prompt_format.md) to "
-                    f"{cache.manifest.get('prompt_file') or 'the prompt file'} and run {cache.fix_command()}")
-            self.print_to_log_file("TeViA: the prompt file has no \"mirror\" word map, so images are not mirrored "
-                                   "(reports name sides); add one to train with mirrored images and reports "
-                                   "(docs/prompt_format.md, Mirror word maps)")
-            return
-        patch_to_map = patch_map_axes(self.plans_manager.plans, len(self.configuration_manager.patch_size))
-        self.text_table.add_mirror_rows(cache, self.mirror_map.axis_indices, patch_to_map)
-        self.plans_manager.plans[PLANS_KEY]["mirror"] = mirror_map_to_json(self.mirror_map)
+        """Use the cache's word map (training/mirror_text.py): its flipped reports in the text table, the map in the
+        plans (which the predictor reads for test-time mirroring)."""
+        self.mirror_map = use_word_map(cache, self.text_table, self.plans_manager.plans,
+                                       len(self.configuration_manager.patch_size),
+                                       required_by=type(self).__name__ if self.require_mirror_map else None,
+                                       log=self.print_to_log_file)
 
     def _text_mirror_axes(self) -> Tuple[int, ...]:
         """The patch axes that may be flipped with the reports' words: those the word map lists."""
-        if self.mirror_map is None:
-            return ()
-        ndim = len(self.configuration_manager.patch_size)
-        return mirrorable_patch_axes(self.mirror_map.axis_indices, patch_map_axes(self.plans_manager.plans, ndim))
+        return text_mirror_axes(self.mirror_map, self.plans_manager.plans, len(self.configuration_manager.patch_size))
 
     def _validation_text(self, case_id: str) -> CaseText:
         """The final validation's text of a case, with its flipped reports for nnU-Net's test-time mirroring."""
-        table = self.text_table
-        row = table.row_indices([case_id])[0]
-        flipped = {combo: (table.features[r], table.masks[r]) for combo, r in table.flip_rows.get(case_id, {}).items()}
-        return CaseText.of(case_id, table.features[row], table.masks[row], flipped)
+        return self.text_table.case_text(case_id)
 
     # ------------------------------------------------------------------ optimizer
     def configure_optimizers(self):

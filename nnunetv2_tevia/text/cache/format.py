@@ -11,6 +11,7 @@ import numpy as np
 
 from nnunetv2_tevia.errors import TextCacheError
 from nnunetv2_tevia.prompts.prompt_file import no_report_text, text_sha256
+from nnunetv2_tevia.prompts.text_choice import has_report
 from nnunetv2_tevia.text.cache.mirror import (MANIFEST_KEY as MIRROR_KEY, cached_mirror_map, flip_key,
                                               manifest_mirror_problem, mirror_map_change)
 from nnunetv2_tevia.text.cache.variants import (MANIFEST_KEY as VARIANTS_KEY, manifest_variants_problem,
@@ -179,7 +180,7 @@ class TextCache:
 
     def stale_cases(self, pf) -> List[str]:
         """Cases whose text was edited, added or removed in ``pf`` since embedding."""
-        current = {cid: text_sha256(t) for cid, t in pf.cases.items() if isinstance(t, str) and t.strip()}
+        current = {cid: text_sha256(t) for cid, t in pf.cases.items() if has_report(t)}
         changed = {cid for cid, sha in current.items() if self._cases.get(cid) != sha}
         removed = set(self._cases) - set(current)
         return sorted(changed | removed)

@@ -3,7 +3,9 @@
 
 The manifest then holds ``"mirror": {"map": <the section, mirror_map_to_json>, "cases": {case id: {flip key:
 sha256}}}``: per case, the texts of the flips that change its report (a flip that changes nothing is left
-out, the case's own text stands for it). A flip key names the flipped map axes, e.g. ``"1"`` or ``"0+1"``.
+out, the case's own text stands for it). A flip key names the flipped map axes, e.g. ``"1"`` or ``"0+1"``
+(``flip_key`` / ``parse_flip_key``, the one format: training's text table and prediction read every flipped text
+by (case, flip) from this section; prediction's own caches are written the same way).
 The texts are filed under their sha256 like every other text, so a variant equal to another case's report
 is embedded once. A prompt file without the section adds nothing, and its manifest is what it was before.
 """
@@ -22,7 +24,14 @@ def flip_key(flipped_axes: Iterable[int]) -> str:
 
 
 def parse_flip_key(key: str) -> Tuple[int, ...]:
+    """``"0+1"`` -> ``(0, 1)``, the sorted map axes that ``CaseText.variant`` and the text table look up."""
     return tuple(int(a) for a in key.split("+")) if key else ()
+
+
+def changed_flips(text: str, mirror_map: MirrorMap) -> Dict[str, str]:
+    """{flip key: text} of every flip of the map's axes that changes ``text`` (the others read as ``text``)."""
+    return {flip_key(combo): variant for combo, variant in text_variants(text, mirror_map).items()
+            if combo and variant != text}
 
 
 def mirror_variants(case_sha: Dict[str, str], by_sha: Dict[str, str],
@@ -31,10 +40,9 @@ def mirror_variants(case_sha: Dict[str, str], by_sha: Dict[str, str],
     cases, texts = {}, {}
     for cid, sha in case_sha.items():
         flips = {}
-        for combo, text in text_variants(by_sha[sha], mirror_map).items():
-            if combo and text != by_sha[sha]:
-                flips[flip_key(combo)] = vsha = text_sha256(text)
-                texts[vsha] = text
+        for key, text in changed_flips(by_sha[sha], mirror_map).items():
+            flips[key] = vsha = text_sha256(text)
+            texts[vsha] = text
         if flips:
             cases[cid] = flips
     return cases, texts

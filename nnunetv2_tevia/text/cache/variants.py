@@ -8,7 +8,8 @@ are filed under their sha256 like every other text, so a phrasing shared by many
 """
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from nnunetv2_tevia.prompts.prompt_file import case_texts, text_sha256
+from nnunetv2_tevia.prompts.phrasings import case_texts
+from nnunetv2_tevia.prompts.prompt_file import text_sha256
 
 MANIFEST_KEY = "variants"
 

@@ -2,40 +2,19 @@
 
 nnU-Net averages the predictions of the image and its flips along the model's allowed axes. A TeViA model whose
 plans record a word map (``plans["tevia"]["mirror"]``) predicts each flip with the report as it reads after
-that flip. Every model predicts each flip with the tile's position mirrored the way training mirrors a flipped
-patch's (training/mirror_text.py), with or without a word map (``_fullDA`` mirrors images without one).
+that flip (``CaseText.variant``; the flipped reports are embedded and filed as a text cache files them,
+text/cache/mirror.py). Every model predicts each flip with the tile's position mirrored the way training mirrors a
+flipped patch's (training/mirror_text.py), with or without a word map (``_fullDA`` mirrors images without one).
 """
 import os
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from nnunetv2_tevia.errors import PromptFileError
-from nnunetv2_tevia.prompts.mirror_words import MirrorMap, mirror_map_from_json, text_variants
-from nnunetv2_tevia.text.cache.mirror import flip_key
-from nnunetv2_tevia.model.mirror_axes import covered_map_axes, flip_combinations, mirror_boxes
-
-SEPARATOR = "#flip:"  # key of a flipped report among the texts to embed: "<case id>#flip:<flip key>"
-
-
-class CaseText(NamedTuple):
-    """One case's text as each forward of its prediction is given it: (1, L, D) features, (1, L) mask and, for a
-    word-map model, {flipped map axes: (features, mask)} of its reports as they read after those flips."""
-    case_id: str
-    features: torch.Tensor
-    mask: torch.Tensor
-    flipped: Optional[dict] = None
-
-    @classmethod
-    def of(cls, case_id: str, features, mask, flipped: Optional[dict] = None) -> "CaseText":
-        """From (L, D) and (L,) arrays or tensors (an embedding cache's, or rows of the trainer's text table)."""
-        def batch(f, m):
-            return torch.as_tensor(f).float()[None], torch.as_tensor(m, dtype=torch.bool)[None]
-        return cls(case_id, *batch(features, mask), {tuple(c): batch(*v) for c, v in (flipped or {}).items()})
-
-    def variant(self, map_axes: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The report as it reads with ``map_axes`` flipped; its own where nothing swaps."""
-        return (self.flipped or {}).get(tuple(map_axes), (self.features, self.mask))
+from nnunetv2_tevia.model.forward_text import CaseText
+from nnunetv2_tevia.model.mirror_axes import covered_map_axes, mirror_boxes
+from nnunetv2_tevia.prompts.mirror_words import MirrorMap, flip_combinations, mirror_map_from_json
 
 
 def model_mirror_map(tevia: dict, where: str) -> Optional[MirrorMap]:
@@ -52,28 +31,6 @@ def check_prompt_map(model_map: Optional[MirrorMap], prompts, model_folder: str)
         f"{model_folder} was trained with ({os.path.join(model_folder, 'plans.json')}, \"tevia\" -> \"mirror\"). "
         f"Prediction flips the reports with the model's map: remove the prompt file's \"mirror\" section or make "
         f"it equal to the model's")
-
-
-def flipped_texts(texts: Dict[str, str], mirror_map: MirrorMap, map_axes: Sequence[int]) -> Dict[str, str]:
-    """{"<case>#flip:<key>": text} of every flip of ``map_axes`` that changes a case's report."""
-    out = {}
-    for case, text in texts.items():
-        for combo, variant in text_variants(text, mirror_map, map_axes).items():
-            if combo and variant != text:
-                out[f"{case}{SEPARATOR}{flip_key(combo)}"] = variant
-    return out
-
-
-def split_flipped(features: dict) -> tuple:
-    """({case: features}, {case: {map axes: features}}) from the embedded originals and flips."""
-    own, flipped = {}, {}
-    for key, value in features.items():
-        case, sep, flip = key.partition(SEPARATOR)
-        if sep:
-            flipped.setdefault(case, {})[tuple(int(a) for a in flip.split("+"))] = value
-        else:
-            own[key] = value
-    return own, flipped
 
 
 def forward_inputs(text: Optional[CaseText], box: Optional[torch.Tensor], patch_to_map: Sequence[int],
@@ -98,7 +55,7 @@ def mirrored_prediction(network, x: torch.Tensor, patch_axes: Sequence[int],
                         inputs_of: Callable[[tuple], tuple]) -> torch.Tensor:
     """nnU-Net's test-time mirroring: the mean of the predictions of ``x`` and of its flips along every combination
     of ``patch_axes`` (nnU-Net's order), each forward given ``inputs_of(combo)`` (``forward_inputs``)."""
-    combos = [()] + flip_combinations(tuple(patch_axes))
+    combos = flip_combinations(tuple(patch_axes))
     prediction = None
     for combo in combos:
         dims = [a + 2 for a in combo]
