@@ -3,7 +3,8 @@
     python benchmarks/demo_learning_curves.py -o tevia_demo --seeds 0 1
 
 Uses the demo's dataset and preprocessing in WORKDIR (made by ``nnUNetv2_tevia_demo -o WORKDIR`` or by this
-script, with the same defaults), then trains each trainer's ``_demoBudget`` variant per seed with
+script, with the same defaults), then trains each trainer at the demo budget per seed as
+``<trainer>_demoBudget[<E>x<I>]_seed<S>_snapshots`` (benchmarks/trainers/bench_trainers.py) with
 ``TEVIA_SNAPSHOT_EVERY`` set, so that a checkpoint is kept every few epochs. Every snapshot predicts the
 test images twice with nnU-Net's own predictors: with the test reports (scored against labelsTs) and with the
 reports swapped to the distractor lesions (scored against labelsTs_swapped). A text-blind model predicts the same
@@ -25,9 +26,11 @@ from typing import Dict, List
 
 import numpy as np
 
-from nnunetv2_tevia.demo.budget import DEMO_EPOCHS, DEMO_ITERATIONS, SEED_ENV
+from nnunetv2_tevia.demo.budget import DEMO_EPOCHS, DEMO_ITERATIONS
 from nnunetv2_tevia.io_utils import atomic_write_bytes, atomic_write_json
-from nnunetv2_tevia.training.variants.snapshots import SNAPSHOT_ENV
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "trainers"))
+import bench_trainers  # noqa: E402  (the snapshot variants of the demo's trainers, benchmarks/trainers)
 
 TRAINERS = ("nnUNetTrainerTeViA", "nnUNetTrainerTeViA_reference", "nnUNetTrainer")
 
@@ -110,7 +113,8 @@ def main():
                                                  "against training steps) on the demo dataset.")
     parser.add_argument("-o", "--workdir", default="tevia_demo", help="[OPTIONAL] The demo's work folder.")
     parser.add_argument("--trainers", nargs="+", default=list(TRAINERS),
-                        help=f"[OPTIONAL] Trainers (each trained as <trainer>_demoBudget). Default: {' '.join(TRAINERS)}")
+                        help=f"[OPTIONAL] Trainers (each trained as <trainer>_demoBudget[<E>x<I>]_seed<S>_snapshots). "
+                             f"Default: {' '.join(TRAINERS)}")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="[OPTIONAL] Default: 0 1")
     parser.add_argument("--snapshot-every", type=int, default=5, help="[OPTIONAL] Epochs between snapshots.")
     parser.add_argument("--epochs", type=int, default=None, help=f"[OPTIONAL] Default: {DEMO_EPOCHS}")
@@ -121,29 +125,34 @@ def main():
     from nnunetv2_tevia.cli.demo import Demo
 
     demo = Demo(args.workdir, False, 2000, 100, 0, args.device, 990, args.epochs, args.iterations)
+    # the snapshot trainers, for the trainings and for this process's own predictions
+    demo.env = bench_trainers.registered_env({**demo.env, bench_trainers.SNAPSHOT_ENV: str(args.snapshot_every)})
+    os.environ.update({k: demo.env[k] for k in ("PYTHONPATH", "nnUNet_extTrainer")})
     demo.create_dataset()
     demo.preprocess()
     folder = os.path.join(demo.workdir, "learning_curves")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "curves.json")
+    budget = (f"Demo (2000 training, 100 test cases, 64 x 64), {demo.epochs} x {demo.iterations} steps of the demo "
+              f"budget, snapshot every {args.snapshot_every} epochs; device {args.device}")
     results = json.load(open(path)) if os.path.isfile(path) else {"runs": {}}
-    epochs = int(demo.env.get("TEVIA_DEMO_EPOCHS", DEMO_EPOCHS))
-    iterations = int(demo.env.get("TEVIA_DEMO_ITERATIONS", DEMO_ITERATIONS))
-    budget = (f"Demo (2000 training, 100 test cases, 64 x 64), {epochs} x {iterations} steps of the demo budget, "
-              f"snapshot every {args.snapshot_every} epochs; device {args.device}")
+    if results.get("budget") != budget:  # the points of another budget are not this one's curve
+        results = {"runs": {}}
     results["budget"] = budget
     for seed in args.seeds:
         for trainer in args.trainers:
-            name = f"{trainer}_demoBudget"
+            budget_of_run = demo.budget(trainer, seed)
+            name = budget_of_run.trainer + bench_trainers.SNAPSHOTS
             key = f"{trainer} seed {seed}"
             results_root = os.path.join(folder, f"seed_{seed}")
-            demo.env.update(nnUNet_results=results_root, **{SEED_ENV: str(seed),
-                                                            SNAPSHOT_ENV: str(args.snapshot_every)})
+            demo.env.update(nnUNet_results=results_root)
             os.environ["nnUNet_results"] = results_root
             model = os.path.join(results_root, demo.dataset_name, f"{name}__nnUNetPlans__{demo.config}")
             start = time.time()
-            demo.train(name)  # skipped when finished; continues with --c when interrupted
-            run = results["runs"].setdefault(key, {"trainer": trainer, "seed": seed, "points": {}})
+            demo.train(name, budget_of_run)  # skipped when finished; continues with --c when interrupted
+            run = results["runs"].get(key, {})
+            if run.get("model") != name:  # the points of another model (an older file's) are not this one's
+                run = results["runs"][key] = {"trainer": trainer, "seed": seed, "model": name, "points": {}}
             run.setdefault("train_seconds", round(time.time() - start, 1))
             for steps, checkpoint in snapshots(model):
                 if str(steps) in run["points"]:

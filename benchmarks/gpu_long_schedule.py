@@ -6,8 +6,10 @@
         --snapshot-every 10 --trainers nnUNetTrainer nnUNetTrainerTeViA     # CPU: 4000 steps, a snapshot every 500
 
 1. Starts one ``run_benchmark.py --budget gpuShort`` per trainer: on CUDA all at once (the trainings share the GPU;
-   the CPU cores are split between their data-augmentation workers), on the CPU one after another (--parallel). Each trains batch 8 for --epochs x --iterations
-   steps (nnU-Net's AMP on CUDA), keeps ``checkpoint_step<N>.pth`` every --snapshot-every epochs, predicts
+   the CPU cores are split between their data-augmentation workers), on the CPU one after another (--parallel). Each
+   trains batch 8 for --epochs x --iterations steps as ``<trainer>_gpuShortBudget[<E>x<I>]``
+   (benchmarks/trainers/bench_trainers.py; e.g. ``_gpuShortBudget80x50`` for the CPU run above), with nnU-Net's AMP
+   on CUDA, keeps ``checkpoint_step<N>.pth`` every --snapshot-every epochs, predicts
    imagesTs with its final checkpoint, scores it against labelsTs and, for TeViA models, also predicts without
    any report.
 2. Scores every snapshot of every model on imagesTs, in-process, one subprocess per trainer at a time (prediction
@@ -32,12 +34,27 @@ from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "trainers"))  # bench_trainers: the budget trainers (imported when needed)
 from nnunetv2_tevia.cli.tool_path import tool_env  # noqa: E402
+
 DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText", "nnUNetTrainerTeViA_reference")
 
 
-def model_folder(out: str, dataset: str, trainer: str, plans: str, config: str, fold: int) -> str:
-    return os.path.join(out, "models", "seed_0", dataset, f"{trainer}_gpuShortBudget__{plans}__{config}", f"fold_{fold}")
+def budget_trainer(args, trainer: str) -> str:
+    """The name ``trainer`` is trained under: the gpuShort budget at --epochs x --iterations, seed 0."""
+    import bench_trainers
+
+    return bench_trainers.make_budget(trainer, "gpuShort", args.epochs, args.iterations).trainer
+
+
+def model_folder(args, dataset: str, trainer: str) -> str:
+    return os.path.join(args.o, "models", "seed_0", dataset, f"{budget_trainer(args, trainer)}__{args.p}__{args.c}",
+                        f"fold_{args.fold}")
+
+
+def curve_scores_file(args, trainer: str) -> str:
+    """Named by the budget trainer, as the model folder is: another budget in the same -o scores its own snapshots."""
+    return os.path.join(args.o, "curve_scores", f"{budget_trainer(args, trainer)}.json")
 
 
 def snapshot_steps(folder: str) -> List[int]:
@@ -60,9 +77,8 @@ def train_all(args, env: Dict[str, str]) -> None:
             trainer = waiting.pop(0)
             log = os.path.join(args.o, "logs", f"{trainer}.log")
             os.makedirs(os.path.dirname(log), exist_ok=True)
-            cmd = [sys.executable, os.path.join(HERE, "run_benchmark.py"), "-d", args.d, "-o", args.o, "-c", args.c,
-                   "-p", args.p, "--budget", "gpuShort", "--trainers", trainer, "--seeds", "0", "--no-report",
-                   "-device", args.device]
+            cmd = [sys.executable, os.path.join(HERE, "run_benchmark.py"), *benchmark_args(args), "--trainers",
+                   trainer]
             trainer_env = dict(env, nnUNet_n_proc_DA=str(max(1, (cpus - 1) // parallel)))
             print(f"[{time.strftime('%X')}] {' '.join(cmd)}  (log {log})", flush=True)
             running.append((trainer, subprocess.Popen(cmd, env=trainer_env, stdout=open(log, "a"),
@@ -72,6 +88,13 @@ def train_all(args, env: Dict[str, str]) -> None:
             failed.append(f"{trainer} (log {log})")
     if failed:
         raise SystemExit(f"error: run_benchmark.py failed for {', '.join(failed)}")
+
+
+def benchmark_args(args) -> List[str]:
+    """run_benchmark.py's arguments for every trainer of this call (--trainers comes after them)."""
+    return ["-d", args.d, "-o", args.o, "-c", args.c, "-p", args.p, "--budget", "gpuShort",
+            "--epochs", str(args.epochs), "--iterations", str(args.iterations), "--seeds", "0", "--no-report",
+            "-device", args.device]
 
 
 def score_snapshots(args, dataset: str, trainer: str) -> Dict[str, Dict]:
@@ -85,8 +108,8 @@ def score_snapshots(args, dataset: str, trainer: str) -> Dict[str, Dict]:
 
     raw = dataset_folder(dataset)
     dataset_json, test_ids = load_dataset_json(raw), test_case_ids(raw)
-    folder = model_folder(args.o, dataset, trainer, args.p, args.c, args.fold)
-    path = os.path.join(args.o, "curve_scores", f"{trainer}.json")
+    folder = model_folder(args, dataset, trainer)
+    path = curve_scores_file(args, trainer)
     scores = json.load(open(path)) if os.path.isfile(path) else {}
     common = dict(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, perform_everything_on_device=True,
                   device=torch.device(args.device), verbose=False, allow_tqdm=False)
@@ -102,7 +125,7 @@ def score_snapshots(args, dataset: str, trainer: str) -> Dict[str, Dict]:
             predictor = nnUNetPredictor(**common)
         predictor.initialize_from_trained_model_folder(os.path.dirname(folder), (args.fold,),
                                                        checkpoint_name=f"checkpoint_step{steps}.pth")
-        out = os.path.join(args.o, "curve_predictions", trainer, str(steps))
+        out = os.path.join(args.o, "curve_predictions", budget_trainer(args, trainer), str(steps))
         os.makedirs(out, exist_ok=True)
         start = time.time()
         predictor.predict_from_files_sequential(os.path.join(raw, "imagesTs"), out, save_probabilities=False,
@@ -163,7 +186,7 @@ def budget_text(args) -> str:
 
 
 def main(argv=None) -> None:
-    from nnunetv2_tevia.training.variants import benchmark_budget as budget
+    import bench_trainers
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-d", required=True, help="[REQUIRED] dataset id or name (planned, preprocessed, embedded, with "
@@ -173,10 +196,10 @@ def main(argv=None) -> None:
     p.add_argument("-p", default="nnUNetPlans", help="[OPTIONAL] plans identifier. Default: nnUNetPlans")
     p.add_argument("--trainers", nargs="+", default=list(DEFAULT_TRAINERS),
                    help=f"[OPTIONAL] Default: {' '.join(DEFAULT_TRAINERS)}")
-    p.add_argument("--epochs", type=int, default=budget.GPU_SHORT_EPOCHS,
-                   help=f"[OPTIONAL] Default: {budget.GPU_SHORT_EPOCHS}")
-    p.add_argument("--iterations", type=int, default=budget.GPU_SHORT_ITERATIONS,
-                   help=f"[OPTIONAL] iterations per epoch. Default: {budget.GPU_SHORT_ITERATIONS}")
+    p.add_argument("--epochs", type=int, default=bench_trainers.GPU_SHORT_EPOCHS,
+                   help=f"[OPTIONAL] Default: {bench_trainers.GPU_SHORT_EPOCHS}")
+    p.add_argument("--iterations", type=int, default=bench_trainers.GPU_SHORT_ITERATIONS,
+                   help=f"[OPTIONAL] iterations per epoch. Default: {bench_trainers.GPU_SHORT_ITERATIONS}")
     p.add_argument("--snapshot-every", type=int, default=8, help="[OPTIONAL] epochs between snapshots. Default: 8")
     p.add_argument("-device", default="cuda", choices=("cpu", "cuda"), help="[OPTIONAL] Default: cuda")
     p.add_argument("--parallel", type=int, default=None,
@@ -193,8 +216,8 @@ def main(argv=None) -> None:
 
     dataset = maybe_convert_to_dataset_name(args.d)
     os.makedirs(args.o, exist_ok=True)
-    env = tool_env(**{budget.EPOCHS_ENV: str(args.epochs), budget.ITERS_ENV: str(args.iterations),
-                              "TEVIA_SNAPSHOT_EVERY": str(args.snapshot_every)})
+    # registered here too: the snapshots are scored in this script's own processes
+    env = bench_trainers.registered_env(tool_env(**{bench_trainers.SNAPSHOT_ENV: str(args.snapshot_every)}))
     os.environ.update(env)
     if not args.report_only and not args.score_one:
         train_all(args, env)
@@ -213,13 +236,12 @@ def main(argv=None) -> None:
                 raise SystemExit(f"error: scoring the snapshots of {trainer} failed")
     curves = {}
     for trainer in args.trainers:
-        path = os.path.join(args.o, "curve_scores", f"{trainer}.json")
+        path = curve_scores_file(args, trainer)
         if os.path.isfile(path):
             curves[trainer] = json.load(open(path))
     write_curve(args, curves)
-    subprocess.run([sys.executable, os.path.join(HERE, "run_benchmark.py"), "-d", args.d, "-o", args.o, "-c", args.c,
-                    "-p", args.p, "--budget", "gpuShort", "--trainers", *args.trainers, "--seeds", "0", "--no-report",
-                    "-device", args.device, "--report-only"], env=env, check=True)
+    subprocess.run([sys.executable, os.path.join(HERE, "run_benchmark.py"), *benchmark_args(args), "--trainers",
+                    *args.trainers, "--report-only"], env=env, check=True)
     print(f"wrote {os.path.join(args.o, 'curve.md')}, curve.json, curve.png and results.md")
 
 

@@ -45,7 +45,8 @@ def main() -> None:
     demo.dataset_name = "Dataset993_TeViADemoLarge"
     demo.raw = os.path.join(demo.env["nnUNet_raw"], demo.dataset_name)
     if not os.path.isfile(os.path.join(demo.raw, "tevia_prompts_swapped.json")):
-        from nnunetv2_tevia.demo.generator import generate_demo_dataset, write_swapped_variant
+        from nnunetv2_tevia.demo.generator import generate_demo_dataset
+        from nnunetv2_tevia.demo.report_variants import write_swapped_variant
 
         folder = generate_demo_dataset(demo.env["nnUNet_raw"], 993, "TeViADemoLarge", args.num_train, args.num_test,
                                        size=args.size, overwrite=True)

@@ -2,8 +2,9 @@
 
     python benchmarks/run_benchmark.py -d 501 --budget cpu --trainers all --seeds 0 1 -o benchmark_results/qata
 
-Every trainer is wrapped in the same budget variant (``<Trainer>_cpuBudget`` / ``_gpuBudget``,
-nnunetv2_tevia/training/variants/benchmark_budget.py) and trained on the same fold of splits_final.json: all of
+Every trainer is wrapped in the same budget variant (``<Trainer>_cpuBudget`` / ``_gpuShortBudget`` / ``_gpuBudget``;
+another length ``<Trainer>_cpuBudget<E>x<I>``, a seed other than 0 ``..._seed<S>``; benchmarks/trainers/, registered
+for the nnU-Net commands this script starts) and trained on the same fold of splits_final.json: all of
 imagesTr except a few cases held out for nnU-Net's per-epoch pseudo Dice. Each model then predicts imagesTs
 with checkpoint_final.pth and is scored against labelsTs; TeViA models also with no report (--no-report), another
 test case's report (--other-case-report) and other report files (--extra-reports NAME=FILE), each a row; with
@@ -23,6 +24,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
@@ -36,25 +38,19 @@ from nnunetv2_tevia.errors import StaleResultError, StepFailedError, TeViAError
 from nnunetv2_tevia.evaluation.provenance import (file_sha256, finish_record, mismatch, read_record, stale_reason,
                                                   start_record)
 from nnunetv2_tevia.io_utils import atomic_write_bytes, atomic_write_json
-from nnunetv2_tevia.training.variants import benchmark_budget as budget
 
 import bench_measure  # noqa: E402  (sibling modules of this script)
 import bench_report  # noqa: E402
 import bench_scoring  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "trainers"))
+import bench_trainers  # noqa: E402  (the budget trainers, benchmarks/trainers)
+
 TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText", "nnUNetTrainerTeViA_noAlign",
             "nnUNetTrainerTeViA_noProto")
-# not part of 'all': text dropout is for measuring one model with and without reports (--no-report); full DA is
-# TeViA with nnU-Net's mirroring and rotations, for reports whose locations survive mirroring (or name none);
-# reference is the reference code's arrangement (docs/architecture.md), for comparing designs; mirrorText requires
-# the prompt file's "mirror" word map (docs/prompt_format.md), locationSafe never mirrors; mirrorUnflipped is the
-# control for text-consistent mirroring (the default's mirroring with the reports' words left as written);
-# noTextFullDA is _noText with nnU-Net's augmentation (TeViA's network against nnU-Net's, same augmentation), and
-# nnUNetTrainer_locationSafe plain nnU-Net with TeViA's augmentation (the text-free baseline of the same augmentation)
-OPTIONAL_TRAINERS = ("nnUNetTrainerTeViA_textDropout", "nnUNetTrainerTeViA_fullDA", "nnUNetTrainerTeViA_reference",
-                     "nnUNetTrainerTeViA_mirrorText", "nnUNetTrainerTeViA_locationSafe",
-                     "nnUNetTrainerTeViA_mirrorUnflipped", "nnUNetTrainerTeViA_noTextFullDA",
-                     "nnUNetTrainer_locationSafe")
+# not part of 'all' (bench_trainers.BASES says what each is for)
+OPTIONAL_TRAINERS = tuple(b for b in bench_trainers.BASES if b not in TRAINERS)
+EPOCHS_ENV, ITERS_ENV = "TEVIA_BENCH_EPOCHS", "TEVIA_BENCH_ITERS"  # the older spelling of --epochs / --iterations
 SEEDED_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_mirrorText",
                    "nnUNetTrainerTeViA_locationSafe")
 NO_REPORT = " (no report)"
@@ -260,32 +256,40 @@ def other_case_prompts(out: str, prompts: str, test_ids: List[str]) -> str:
 
 
 def run_env(run: Run) -> Dict[str, str]:
-    return tool_env(nnUNet_results=run.results_root, TEVIA_BENCH_SEED=str(run.seed))
+    """The commands' environment: this seed's nnUNet_results, and the budget trainers registered."""
+    return bench_trainers.registered_env(tool_env(nnUNet_results=run.results_root))
 
 
 def shown(cmd: List[str], run: Run) -> str:
-    return f"nnUNet_results={shlex.quote(run.results_root)} TEVIA_BENCH_SEED={run.seed} " + shlex.join(cmd)
+    return f"nnUNet_results={shlex.quote(run.results_root)} " + shlex.join(cmd)
 
 
 # ---------------------------------------------------------------------------------------------------- runs
 def plan_runs(args, dataset: str) -> List[Run]:
-    from nnunetv2_tevia.training import all_trainers
     from nnunetv2_tevia.training.nnUNetTrainerTeViA import nnUNetTrainerTeViA
 
     bases = list(TRAINERS) if args.trainers == ["all"] else args.trainers
     runs = []
     for base in bases:
-        trainer = f"{base}_{args.budget}Budget"
-        cls = getattr(all_trainers, trainer, None)
-        if cls is None:
-            raise TeViAError(f"no trainer {trainer}; --trainers takes 'all' or names of "
+        if base not in TRAINERS + OPTIONAL_TRAINERS:
+            raise TeViAError(f"no trainer {base}; --trainers takes 'all' or names of "
                              f"{', '.join(TRAINERS + OPTIONAL_TRAINERS)}")
         for seed in (args.seeds if base in SEEDED_TRAINERS or args.every_seed else args.seeds[:1]):
+            budget = run_budget(args, base, seed)
+            trainer, cls = budget.trainer, bench_trainers.trainer_class(budget)
             root = os.path.abspath(join(args.o, "models", f"seed_{seed}"))
             model = join(root, dataset, f"{trainer}__{args.p}__{args.c}", f"fold_{args.fold}")
             runs.append(Run(base, seed, trainer, issubclass(cls, nnUNetTrainerTeViA), root, model,
                             os.path.abspath(join(args.o, "runs", f"seed_{seed}", trainer))))
     return runs
+
+
+def run_budget(args, base: str = TRAINERS[0], seed: int = 0) -> "bench_trainers.Budget":
+    """The budget of ``base`` with ``seed`` under this call's --budget, --epochs and --iterations."""
+    try:
+        return bench_trainers.make_budget(base, args.budget, args.epochs, args.iterations, seed)
+    except ValueError as e:
+        raise TeViAError(f"--budget {args.budget}: {e}") from None
 
 
 def model_arguments(run: Run, args, dataset: str) -> Dict:
@@ -434,7 +438,8 @@ def collect(run: Run, v: Variant = OWN_REPORTS) -> Dict:
             if _read_json(timing_file) is None:  # the final checkpoint never changes; read it once
                 atomic_write_json(timing_file, bench_measure.seconds_per_iteration(run.model_folder, CHECKPOINT))
             entry["timing"] = _read_json(timing_file)
-            entry["peak_gpu_mib"] = bench_measure.peak_gpu_memory_mib(run.model_folder, budget.PEAK_GPU_MEMORY_LOG)
+            entry["peak_gpu_mib"] = bench_measure.peak_gpu_memory_mib(run.model_folder,
+                                                                      bench_trainers.PEAK_GPU_MEMORY_LOG)
         predict = _read_json(join(run.run_folder, "predict_measure.json"))
         if predict:
             entry["predict_measure"] = predict
@@ -468,14 +473,7 @@ def scored_entries(runs: List[Run], variants: List[Variant]) -> List[Dict]:
 
 
 def budget_description(args) -> str:
-    if args.budget == "gpu":
-        return ("nnU-Net's schedule and the plans' batch size (1000 epochs x 250 iterations; "
-                "nnUNetTrainer defaults), final validation skipped")
-    short = args.budget == "gpuShort"
-    epochs = int(os.environ.get(budget.EPOCHS_ENV, budget.GPU_SHORT_EPOCHS if short else budget.CPU_EPOCHS))
-    iters = int(os.environ.get(budget.ITERS_ENV, budget.GPU_SHORT_ITERATIONS if short else budget.CPU_ITERATIONS))
-    return (f"batch {budget.CPU_BATCH_SIZE}, {epochs} epochs x {iters} iterations = {epochs * iters} training steps "
-            f"({budget.CPU_VAL_ITERATIONS} validation iterations per epoch), final validation skipped")
+    return run_budget(args).description()
 
 
 def write_report(out: str, config: Dict, machine: Dict, entries: List[Dict]) -> None:
@@ -493,9 +491,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", required=True, help="[REQUIRED] output folder (models, predictions, results)")
     p.add_argument("-c", default="2d", help="[OPTIONAL] configuration. Default: 2d")
     p.add_argument("-p", default="nnUNetPlans", help="[OPTIONAL] plans identifier. Default: nnUNetPlans")
-    p.add_argument("--budget", choices=("cpu", "gpuShort", "gpu"), default="cpu",
-                   help="[OPTIONAL] cpu: batch 8 and TEVIA_BENCH_EPOCHS x TEVIA_BENCH_ITERS steps (default 25 x 40); "
-                        "gpuShort: the same with default 48 x 250; gpu: nnU-Net's full schedule. Default: cpu")
+    p.add_argument("--budget", choices=tuple(bench_trainers.MIXINS), default="cpu",
+                   help="[OPTIONAL] cpu: batch 8 and --epochs x --iterations steps (default 25 x 40); gpuShort: the "
+                        "same with default 48 x 250; gpu: nnU-Net's full schedule. Each trainer is trained as "
+                        "<trainer>_<budget>Budget[<E>x<I>][_seed<S>]. Default: cpu")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="[OPTIONAL] epochs of the cpu or gpuShort budget (also read from TEVIA_BENCH_EPOCHS, the "
+                        "older spelling); another length is another trainer name and model folder. Default: the "
+                        "budget's")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="[OPTIONAL] iterations per epoch of the cpu or gpuShort budget (also read from "
+                        "TEVIA_BENCH_ITERS). Default: the budget's")
     p.add_argument("--trainers", nargs="+", default=["all"],
                    help=f"[OPTIONAL] 'all' (the first five) or some of {' '.join(TRAINERS + OPTIONAL_TRAINERS)}. "
                         f"Default: all")
@@ -539,8 +545,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line; for cpu and gpuShort, --epochs / --iterations fall back on the environment variables that
+    set them in earlier versions (read here only: the trainer name carries the length)."""
     args = build_parser().parse_args(argv)
+    for option, var in (("epochs", EPOCHS_ENV), ("iterations", ITERS_ENV)):
+        if args.budget != "gpu" and getattr(args, option) is None and os.environ.get(var):
+            print(f"{var}={os.environ[var]}: read as --{option} {os.environ[var]}")
+            setattr(args, option, int(os.environ[var]))
+    run_budget(args)  # an impossible budget stops here, before the data are read
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     for tool in ("nnUNetv2_train", "nnUNetv2_predict", "nnUNetv2_tevia_predict"):
         if shutil.which(tool, path=tool_env()["PATH"]) is None:
             raise TeViAError(f"{tool} is not on PATH: install the package (pip install -e .) and activate its "
@@ -605,6 +623,9 @@ def main(argv=None) -> None:
     print(f"{dataset}: fold {args.fold} ({len(split['train'])} train, {len(split['val'])} held out), "
           f"{len(test_ids)} test cases; {config['budget_description']}")
     if args.dry_run:
+        registered = bench_trainers.registered_env({})
+        print(f"# each command runs with the budget trainers registered: PYTHONPATH+={registered['PYTHONPATH']} "
+              f"nnUNet_extTrainer+={registered['nnUNet_extTrainer']}")
         for why in conflicts:
             print(f"# stops: {why}")
         for r in runs:

@@ -1,8 +1,9 @@
 """Seconds per training step of the benchmark's trainers, to size a budget on this machine.
 
-Builds each ``<Trainer>_cpuBudget`` (batch 8) on a preprocessed dataset, in this process and without
-data-augmentation workers, and times (1) producing one augmented batch and (2) ``train_step`` on one fixed
-batch (forward, loss, backward, optimiser step; for TeViA also the alignment loss and the prototype update).
+Builds each ``<Trainer>_cpuBudget`` (batch 8; benchmarks/trainers/bench_trainers.py) on a preprocessed dataset, in
+this process and without data-augmentation workers, and times (1) producing one augmented batch and (2)
+``train_step`` on one fixed batch (forward, loss, backward, optimiser step; for TeViA also the alignment loss and the
+prototype update).
 Both wall time and this process's CPU time are reported: on a machine shared with other jobs the wall time
 grows with the load, the CPU time much less (with one torch thread, CPU time is about the wall time of a quiet
 machine). Nothing is written outside a temporary nnUNet_results.
@@ -11,10 +12,14 @@ machine). Nothing is written outside a temporary nnUNet_results.
 """
 import argparse
 import os
+import sys
 import tempfile
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "trainers"))
+import bench_trainers  # noqa: E402  (the budget trainers, benchmarks/trainers)
 
 
 def time_trainer(name: str, dataset: str, configuration: str, fold: int, steps: int, threads: int) -> dict:
@@ -22,8 +27,8 @@ def time_trainer(name: str, dataset: str, configuration: str, fold: int, steps: 
     from nnunetv2.run.run_training import get_trainer_from_args
 
     torch.set_num_threads(threads)
-    trainer = get_trainer_from_args(str(dataset), configuration, fold, f"{name}_cpuBudget",
-                                    device=torch.device("cpu"))
+    budget = bench_trainers.make_budget(name, "cpu")
+    trainer = get_trainer_from_args(str(dataset), configuration, fold, budget.trainer, device=torch.device("cpu"))
     trainer.initialize()
     dl_train, _ = trainer.get_dataloaders()
     t0 = time.perf_counter()
@@ -37,7 +42,7 @@ def time_trainer(name: str, dataset: str, configuration: str, fold: int, steps: 
         trainer.train_step(batches[i % len(batches)])
         wall.append(time.perf_counter() - w)
         cpu.append(time.process_time() - c)
-    return {"trainer": f"{name}_cpuBudget", "threads": threads, "batch": trainer.batch_size,
+    return {"trainer": budget.trainer, "threads": threads, "batch": trainer.batch_size,
             "patch": list(trainer.configuration_manager.patch_size), "augmentation_s_per_batch": augmentation,
             "wall_s_per_step": float(np.median(wall)), "cpu_s_per_step": float(np.median(cpu))}
 
@@ -54,6 +59,7 @@ def main():
     args = p.parse_args()
     os.environ["nnUNet_n_proc_DA"] = "0"  # batches in this process: the timing is of the step alone
     os.environ["nnUNet_results"] = tempfile.mkdtemp(prefix="tevia_step_time_")
+    os.environ.update(bench_trainers.registered_env())  # nnU-Net's trainer search, in this process
     print(f"load average before: {os.getloadavg()}")
     for name in args.trainers:
         for threads in args.threads:

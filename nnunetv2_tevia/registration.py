@@ -11,10 +11,15 @@ def shim_folder() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "ext_trainer")
 
 
+def with_folder(value: str, folder: str) -> str:
+    """Append ``folder`` to an ``os.pathsep`` list (``nnUNet_extTrainer``, ``PYTHONPATH``), keeping what is there,
+    never twice."""
+    parts = [p for p in value.split(os.pathsep) if p]
+    if os.path.realpath(folder) in (os.path.realpath(p) for p in parts):
+        return value
+    return value + os.pathsep + folder if value else folder
+
+
 def with_shim(value: str) -> str:
     """Append the shim folder to an ``nnUNet_extTrainer`` value, keeping what is there, never twice."""
-    d = shim_folder()
-    parts = [p for p in value.split(os.pathsep) if p]
-    if os.path.realpath(d) in (os.path.realpath(p) for p in parts):
-        return value
-    return value + os.pathsep + d if value else d
+    return with_folder(value, shim_folder())

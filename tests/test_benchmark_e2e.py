@@ -1,8 +1,10 @@
 """benchmarks/run_benchmark.py end to end on tiny synthetic data: split, train, predict, score, the no-report, other
 case's report, --extra-reports and --held-out rows, a second call that finds everything done, --report-only writing only what is
-scored, a call with another budget that stops, a kill -9 during prediction, and a retrain that drops old results.
+scored, another budget planned as other trainers (never reusing these models), a model folder recorded with other
+arguments that stops the call, a kill -9 during prediction, and a retrain that drops old results.
 
-Two trainers of 2 steps each on the demo generator's 32 x 32 images; slow (about 2-3 min on a 2-core CPU).
+Two trainers of 2 steps each (``<Trainer>_cpuBudget1x2``) on the demo generator's 32 x 32 images; slow (about 2-3 min
+on a 2-core CPU).
 """
 import json
 import os
@@ -24,13 +26,16 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "run_benchmark.py"
 DATASET = 931
 TIMEOUT = 900
+BUDGET = ["--epochs", "1", "--iterations", "2"]
+TEVIA = "nnUNetTrainerTeViA_cpuBudget1x2"
 
 
 def _env(root: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "NNUNETV2_TEVIA_ALLOW_NO_REPORT"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NNUNETV2_TEVIA_ALLOW_NO_REPORT", "TEVIA_BENCH_EPOCHS", "TEVIA_BENCH_ITERS")}
     env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"), nnUNet_results=str(root / "res"),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", nnUNet_compile="false", nnUNet_def_n_proc="1",
-               OMP_NUM_THREADS="1", MPLBACKEND="agg", TEVIA_BENCH_EPOCHS="1", TEVIA_BENCH_ITERS="2",
+               OMP_NUM_THREADS="1", MPLBACKEND="agg",
                # the commands the script runs live beside this interpreter
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     return env
@@ -63,9 +68,9 @@ def bench(tmp_path_factory):
     pf = load_prompts(str(root / "raw" / f"Dataset{DATASET}_TeViADemo" / "tevia_prompts.json"))
     stub = save_prompts(PromptFile(path=str(root / "stub_prompts.json"), classes=pf.classes, mirror=pf.mirror,
                                    cases={k: "Findings: " + v for k, v in pf.cases.items() if k.startswith("test_")}))
-    args = [sys.executable, SCRIPT, "-d", DATASET, "-o", out, "--trainers", "nnUNetTrainer", "nnUNetTrainerTeViA",
-            "--val-cases", "2", "--no-report", "--other-case-report", "--extra-reports", f"stub wording={stub}",
-            "--held-out", "-device", "cpu"]
+    args = [sys.executable, SCRIPT, "-d", DATASET, "-o", out, *BUDGET, "--trainers", "nnUNetTrainer",
+            "nnUNetTrainerTeViA", "--val-cases", "2", "--no-report", "--other-case-report",
+            "--extra-reports", f"stub wording={stub}", "--held-out", "-device", "cpu"]
     first = _run(args, env)
     return root, env, out, args, first
 
@@ -100,7 +105,7 @@ def test_trains_predicts_and_scores_every_run(bench):
     for name in ("nnUNetTrainer", "nnUNetTrainerTeViA"):
         row = rows[f"{name} (held-out training cases)"]
         assert row["scores"]["mean_over_labels"]["n_cases"] == 2
-        folder = out / "runs" / "seed_0" / f"{name}_cpuBudget" / "predictions_held_out"
+        folder = out / "runs" / "seed_0" / f"{name}_cpuBudget1x2" / "predictions_held_out"
         assert sorted(p.name[:-len(".png")] for p in folder.glob("*.png")) == held_out
         scores = json.loads((folder.parent / "scores_held_out.json").read_text())
         assert sorted(next(iter(scores["labels"].values()))["cases"]) == held_out
@@ -110,7 +115,7 @@ def test_trains_predicts_and_scores_every_run(bench):
     assert "Made by: " in (out / "results.md").read_text()  # the code version(s) that trained the models
     for name in ("nnUNetTrainer", "nnUNetTrainerTeViA"):
         assert rows[name]["timing"]["epochs"] == 1 and rows[name]["timing"]["iterations_per_epoch"] == 2
-        preds = list((out / "runs" / "seed_0" / f"{name}_cpuBudget" / "predictions").glob("*.png"))
+        preds = list((out / "runs" / "seed_0" / f"{name}_cpuBudget1x2" / "predictions").glob("*.png"))
         assert len(preds) == 3
     assert results["config"]["n_val"] == 2 and results["config"]["n_test"] == 3
     splits = json.loads((root / "pre" / f"Dataset{DATASET}_TeViADemo" / "splits_final.json").read_text())
@@ -127,7 +132,8 @@ def test_second_call_finds_everything_done(bench):
 
 def test_report_only_lists_the_scored_runs_and_trains_nothing(bench):
     root, env, out, args, first = bench
-    report_only = [sys.executable, SCRIPT, "-d", DATASET, "-o", out, "--trainers", "all", "--seeds", "0", "1",
+    report_only = [sys.executable, SCRIPT, "-d", DATASET, "-o", out, *BUDGET, "--trainers", "all", "--seeds", "0",
+                   "1",
                    "--val-cases", "2", "--no-report", "-device", "cpu", "--report-only"]
     p = _run(report_only, env)
     assert not _started(p.stdout, "training") and not _started(p.stdout, "predicting")
@@ -137,18 +143,40 @@ def test_report_only_lists_the_scored_runs_and_trains_nothing(bench):
     assert not (out / "models" / "seed_1").exists()
 
 
-def test_other_arguments_stop_instead_of_reusing_the_models(bench):
-    """A call whose budget differs from the one the models were trained with names the argument and trains,
-    predicts and scores nothing."""
+def test_another_budget_is_another_trainer(bench):
+    """The budget is part of the trainer's name: another --epochs plans other trainers in other model folders, never
+    these models; TEVIA_BENCH_EPOCHS / TEVIA_BENCH_ITERS, the older spelling of the options, name the same ones."""
     root, env, out, args, first = bench
-    p = _run(args, dict(env, TEVIA_BENCH_EPOCHS="2"), check=False)
+    other = _run(args + ["--epochs", "2", "--dry-run"], env)
+    assert "-tr nnUNetTrainerTeViA_cpuBudget2x2 " in other.stdout and "# done:" not in other.stdout
+    assert "# stops:" not in other.stdout and "2 epochs x 2 iterations" in other.stdout
+    at = args.index("--epochs")
+    plain_args = args[:at] + args[at + len(BUDGET):]
+    same = _run(plain_args + ["--dry-run"], dict(env, TEVIA_BENCH_EPOCHS="1", TEVIA_BENCH_ITERS="2"))
+    assert f"# done: nnUNet_results={out / 'models' / 'seed_0'} nnUNetv2_train" in same.stdout, same.stdout
+    assert f"-tr {TEVIA} " in same.stdout and "# stops:" not in same.stdout
+
+
+def test_a_model_recorded_with_other_arguments_stops_the_call(bench):
+    """A model folder whose record names other arguments (e.g. written by an earlier version, when an environment
+    variable set the budget) stops the call with the argument named; nothing is trained, predicted or scored."""
+    root, env, out, args, first = bench
+    (record,) = (out / "models" / "seed_0").glob(f"*/{TEVIA}__*/fold_*/made_by.json")
+    original = record.read_text()
+    made_by = json.loads(original)
+    made_by["arguments"]["budget"] = made_by["arguments"]["budget"].replace("1 epochs", "7 epochs")
+    record.write_text(json.dumps(made_by))
+    try:
+        p = _run(args, env, check=False)
+    finally:
+        record.write_text(original)
     assert p.returncode == 2 and "error:" in p.stderr and "budget" in p.stderr, p.stderr[-2000:]
-    assert "2 epochs" in p.stderr  # the value asked for, next to the one the models were trained with
+    assert "7 epochs" in p.stderr and "1 epochs" in p.stderr  # the recorded value next to this call's
     assert not _started(p.stdout, "training") and not _started(p.stdout, "predicting")
 
 
 def _tevia_run(out) -> Path:
-    return out / "runs" / "seed_0" / "nnUNetTrainerTeViA_cpuBudget"
+    return out / "runs" / "seed_0" / TEVIA
 
 
 def test_killed_during_prediction_resumes_to_the_same_scores(bench):
@@ -183,7 +211,7 @@ def test_a_retrain_removes_the_old_predictions_and_scores(bench):
     root, env, out, args, first = bench
     run = _tevia_run(out)
     model = out / "models" / "seed_0" / f"Dataset{DATASET}_TeViADemo"
-    (final,) = model.glob("nnUNetTrainerTeViA_cpuBudget__*/fold_*/checkpoint_final.pth")
+    (final,) = model.glob(f"{TEVIA}__*/fold_*/checkpoint_final.pth")
     old_scores = json.loads((run / "scores.json").read_text())
     (run / "predictions" / "stale_marker.png").write_bytes(b"")  # would survive if the folder were kept
     shutil.rmtree(final.parent)  # the user removes the model to train it again

@@ -262,29 +262,111 @@ def test_report_only_lists_scored_runs_alone(tmp_path):
          "machine": {"cpu": "x", "logical_cpus": 2, "device": "cpu", "torch": "2", "gpu": None}, "runs": rows})
 
 
-def test_every_benchmark_trainer_has_both_budget_variants_nnunet_can_find(monkeypatch):
-    """run_benchmark wraps each trainer it offers in <name>_cpuBudget / _gpuShortBudget / _gpuBudget; nnUNetv2_train
-    must find them."""
+def test_every_benchmark_trainer_has_each_budget_variant_nnunet_can_find(monkeypatch):
+    """run_benchmark wraps each trainer it offers in <name>_cpuBudget / _gpuShortBudget / _gpuBudget (another length
+    <name>_cpuBudget<E>x<I>, another seed ..._seed<S>); nnUNetv2_train must find them once the benchmark registers
+    benchmarks/trainers, and finds the same class for the same name every time."""
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    from nnunetv2_tevia.registration import shim_folder, with_shim
-    from nnunetv2_tevia.training import all_trainers
-    from nnunetv2_tevia.training.variants import benchmark_budget as budget
-
-    monkeypatch.setenv("nnUNet_extTrainer", with_shim(os.environ.get("nnUNet_extTrainer", "")))
-    assert os.path.isdir(shim_folder())
     run_benchmark, _ = _benchmark_modules()
-    for base in run_benchmark.TRAINERS + run_benchmark.OPTIONAL_TRAINERS:
+    import bench_trainers as bt
+
+    for k, v in bt.registered_env({k: os.environ.get(k, "") for k in ("PYTHONPATH", "nnUNet_extTrainer")}).items():
+        monkeypatch.setenv(k, v)
+    assert set(run_benchmark.TRAINERS + run_benchmark.OPTIONAL_TRAINERS) == set(bt.BASES)
+    for base in bt.BASES:
         base_cls = recursive_find_trainer_class_by_name(base)
-        assert base_cls is getattr(all_trainers, base)
-        for variant, mixin in (("cpuBudget", budget._CpuBudget), ("gpuBudget", budget._GpuBudget),
-                               ("gpuShortBudget", budget._GpuShortBudget)):
-            cls = recursive_find_trainer_class_by_name(f"{base}_{variant}")
-            assert cls is getattr(all_trainers, f"{base}_{variant}")
+        for kind, mixin in bt.MIXINS.items():
+            name = bt.make_budget(base, kind).trainer
+            assert name == f"{base}_{kind}Budget" and name in bt.__all__
+            cls = recursive_find_trainer_class_by_name(name)
+            assert cls is getattr(bt, name) is recursive_find_trainer_class_by_name(name)
             # the budget comes first in the MRO, so its epochs / batch size win over the trainer's own
-            assert issubclass(cls, base_cls) and cls.__mro__[1] is mixin
-    assert budget.CPU_EPOCHS * budget.CPU_ITERATIONS == 1000  # the documented default (docs/benchmarks.md)
-    assert budget.GPU_SHORT_EPOCHS * budget.GPU_SHORT_ITERATIONS >= 10000  # issue: at least 10 000 steps
+            assert issubclass(cls, base_cls) and cls.__mro__[1] is mixin and cls.__name__ == name
+    assert bt.CPU_EPOCHS * bt.CPU_ITERATIONS == 1000  # the documented default (docs/benchmarks.md)
+    assert bt.GPU_SHORT_EPOCHS * bt.GPU_SHORT_ITERATIONS >= 10000  # issue: at least 10 000 steps
+
+
+@pytest.mark.parametrize("name,budget", [
+    ("nnUNetTrainerTeViA_cpuBudget", ("nnUNetTrainerTeViA", "cpu", 25, 40, 0)),
+    ("nnUNetTrainerTeViA_noText_cpuBudget30x40", ("nnUNetTrainerTeViA_noText", "cpu", 30, 40, 0)),
+    ("nnUNetTrainer_gpuShortBudget80x50", ("nnUNetTrainer", "gpuShort", 80, 50, 0)),  # gpu_long_schedule's CPU run
+    ("nnUNetTrainerTeViA_cpuBudget_seed1", ("nnUNetTrainerTeViA", "cpu", 25, 40, 1)),
+    ("nnUNetTrainer_locationSafe_cpuBudget1x2_seed3", ("nnUNetTrainer_locationSafe", "cpu", 1, 2, 3)),
+    ("nnUNetTrainerTeViA_gpuBudget_seed2", ("nnUNetTrainerTeViA", "gpu", None, None, 2)),
+])
+def test_a_budget_is_part_of_the_trainer_name(name, budget):
+    """The documented name pattern <Base>_<kind>Budget[<E>x<I>][_seed<S>], read back into the budget it stands for;
+    the class carries it, so two budgets never share a results folder."""
+    _benchmark_modules()
+    import bench_trainers as bt
+
+    b = bt.budget_of(name)
+    assert tuple(b) == budget and b.trainer == name and bt.make_budget(*budget[:4], seed=budget[4]) == b
+    cls = getattr(bt, name)
+    assert cls.bench_budget == b and cls.__name__ == name
+    if b.kind != "gpu":
+        assert f"{b.epochs} epochs x {b.iterations} iterations" in b.description()
+
+
+@pytest.mark.parametrize("name", [
+    "nnUNetTrainerTeViA_cpuBudget25x40",  # the default length has one name: _cpuBudget
+    "nnUNetTrainerTeViA_cpuBudget_seed0",  # so has the default seed
+    "nnUNetTrainerTeViA_gpuBudget10x10",  # gpu is nnU-Net's own schedule
+    "nnUNetTrainerTeViA_cpuBudget0x40", "nnUNetTrainerTeViA_5epochs_cpuBudget", "nnUNetTrainerTeViA_demoBudget",
+    "nnUNetTrainerTeViA_cpuBudget_snapshots"])
+def test_other_names_are_no_benchmark_trainer(name):
+    _benchmark_modules()
+    import bench_trainers as bt
+
+    assert bt.budget_of(name) is None and not hasattr(bt, name)
+
+
+def test_the_learning_curves_train_the_demo_budget_with_snapshots():
+    """demo_learning_curves.py trains <demo trainer>_snapshots: the demo's budget (name and all) plus the benchmarks'
+    snapshot mixin, a benchmark trainer the demo itself never registers."""
+    _benchmark_modules()
+    import bench_trainers as bt
+    from nnunetv2_tevia.demo.budget import DemoBudget
+    from nnunetv2_tevia.demo.trainers import DemoBudgetMixin
+
+    cls = getattr(bt, "nnUNetTrainerTeViA_demoBudget10x25_seed1_snapshots")
+    assert cls.__mro__[1] is bt.SnapshotMixin and cls.__mro__[2].__mro__[1] is DemoBudgetMixin
+    assert cls.demo_budget == DemoBudget("nnUNetTrainerTeViA", 10, 25, 1)
+    assert not hasattr(bt, "nnUNetTrainerTeViA_demoBudget20x25_snapshots")  # the default length has one name
+
+
+def test_the_budget_options_choose_the_trainer_name(monkeypatch, tmp_path):
+    """--epochs / --iterations (or the TEVIA_BENCH_EPOCHS / TEVIA_BENCH_ITERS of earlier versions) and the seed go
+    into the names of the trainers, their model folders and their run folders."""
+    from nnunetv2_tevia.errors import TeViAError
+
+    run_benchmark, _ = _benchmark_modules()
+    base = ["-d", "1", "-o", str(tmp_path), "--trainers", "nnUNetTrainerTeViA", "--seeds", "0", "1"]
+
+    def planned(argv):
+        args = run_benchmark.parse_args(argv)
+        args.fold = 5
+        return [(r.trainer, os.path.basename(os.path.dirname(r.model_folder)), os.path.basename(r.run_folder))
+                for r in run_benchmark.plan_runs(args, "Dataset001_X")]
+
+    monkeypatch.delenv("TEVIA_BENCH_EPOCHS", raising=False)
+    monkeypatch.delenv("TEVIA_BENCH_ITERS", raising=False)
+    assert planned(base) == [
+        ("nnUNetTrainerTeViA_cpuBudget", "nnUNetTrainerTeViA_cpuBudget__nnUNetPlans__2d",
+         "nnUNetTrainerTeViA_cpuBudget"),
+        ("nnUNetTrainerTeViA_cpuBudget_seed1", "nnUNetTrainerTeViA_cpuBudget_seed1__nnUNetPlans__2d",
+         "nnUNetTrainerTeViA_cpuBudget_seed1")]
+    assert [t for t, _, _ in planned(base + ["--epochs", "30"])] == [
+        "nnUNetTrainerTeViA_cpuBudget30x40", "nnUNetTrainerTeViA_cpuBudget30x40_seed1"]
+    assert [t for t, _, _ in planned(base + ["--budget", "gpuShort", "--epochs", "80", "--iterations", "50"])][0] \
+        == "nnUNetTrainerTeViA_gpuShortBudget80x50"
+    monkeypatch.setenv("TEVIA_BENCH_EPOCHS", "30")
+    assert planned(base)[0][0] == "nnUNetTrainerTeViA_cpuBudget30x40"
+    assert planned(base + ["--epochs", "2"])[0][0] == "nnUNetTrainerTeViA_cpuBudget2x40"  # the option wins
+    assert planned(base + ["--budget", "gpu"])[0][0] == "nnUNetTrainerTeViA_gpuBudget"  # as before: gpu ignores it
+    with pytest.raises(TeViAError, match="gpu budget"):
+        run_benchmark.parse_args(base + ["--budget", "gpu", "--epochs", "3"])
 
 
 # ------------------------------------------------------------------ one rule for a missing prediction

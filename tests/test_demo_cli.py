@@ -35,13 +35,14 @@ def test_tool_env_puts_this_environments_scripts_first(activated):
     assert shutil.which("nnUNetv2_train", path=env["PATH"]).startswith(scripts_dir())
 
 
-TEVIA, PLAIN = "nnUNetTrainerTeViA_demoBudget", "nnUNetTrainer_demoBudget"
+# the budget is in the trainer's name: 1 epoch x 2 iterations
+TEVIA, PLAIN = "nnUNetTrainerTeViA_demoBudget1x2", "nnUNetTrainer_demoBudget1x2"
 TINY = ["--num-train", "10", "--num-test", "2", "--epochs", "1", "--iterations", "2", "-device", "cpu"]
-# The demo as a subprocess, with a stand-in for the generator's write_reworded_variants (the held-out wordings):
+# The demo as a subprocess, with a stand-in for report_variants.write_reworded_variants (the held-out wordings):
 # one extra prompt file, "stub wording", whose rows the demo must predict, print and record.
 STUB_RUNNER = """
 import sys
-from nnunetv2_tevia.demo import generator
+from nnunetv2_tevia.demo import report_variants
 from nnunetv2_tevia.prompts.prompt_file import PromptFile, load_prompts, save_prompts
 
 def write_reworded_variants(folder):
@@ -51,7 +52,7 @@ def write_reworded_variants(folder):
                             classes=pf.classes, mirror=pf.mirror))
     return {'stub wording': path}
 
-generator.write_reworded_variants = write_reworded_variants
+report_variants.write_reworded_variants = write_reworded_variants
 from nnunetv2_tevia.cli.demo import demo_entry
 sys.argv[0] = 'nnUNetv2_tevia_demo'
 sys.exit(demo_entry())
@@ -178,6 +179,44 @@ def test_rerun_with_another_seed_does_not_reuse(demo_run):
     for row in new["rows"]:  # every number comes from the model retrained on the new data
         trainer = TEVIA if row["row"].startswith(TEVIA) else PLAIN
         assert row["prediction_made_by"]["inputs"]["model"] == new["made_by"]["models"][trainer]["id"], row["row"]
+
+
+def test_the_demo_registers_its_budget_trainers_for_its_commands_alone(tmp_path, monkeypatch):
+    """The demo's trainers are found by the nnU-Net commands the demo runs (and by a command of your own after
+    nnUNetv2_tevia_env --demo), under a name that carries the budget; not by a plain nnUNetv2_train -tr."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunetv2_tevia.cli.demo import Demo
+    from nnunetv2_tevia.demo import trainers
+    from nnunetv2_tevia.demo.budget import SHIM_FOLDER, DemoBudget
+    from nnunetv2_tevia.registration import shim_folder
+
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):  # Demo sets them for its steps
+        monkeypatch.setenv(k, str(tmp_path / k))
+    monkeypatch.setenv("nnUNet_extTrainer", shim_folder())
+    default = Demo(str(tmp_path / "demo"), False, 5, 1, 0, "cpu", 990, None, None)
+    assert (default.tevia, default.plain) == ("nnUNetTrainerTeViA_demoBudget", "nnUNetTrainer_demoBudget")
+    short = Demo(str(tmp_path / "demo"), False, 5, 1, 0, "cpu", 990, 1, 2, location_safe=True)
+    assert (short.tevia, short.plain) == ("nnUNetTrainerTeViA_locationSafe_demoBudget1x2", PLAIN)
+    assert short.model_folder(short.plain) != default.model_folder(default.plain)  # never one folder for two budgets
+    assert short.env["nnUNet_extTrainer"].split(os.pathsep) == [shim_folder(), SHIM_FOLDER]
+    with pytest.raises(RuntimeError, match="Could not find"):
+        recursive_find_trainer_class_by_name(TEVIA)
+    monkeypatch.setenv("nnUNet_extTrainer", short.env["nnUNet_extTrainer"])
+    for name, budget in ((TEVIA, DemoBudget("nnUNetTrainerTeViA", 1, 2)),
+                         ("nnUNetTrainer_demoBudget", DemoBudget("nnUNetTrainer")),
+                         ("nnUNetTrainerTeViA_noText_demoBudget_seed1",
+                          DemoBudget("nnUNetTrainerTeViA_noText", seed=1))):
+        cls = recursive_find_trainer_class_by_name(name)
+        assert cls is getattr(trainers, name) and cls.__name__ == name == budget.trainer
+        assert cls.demo_budget == budget and cls.__mro__[1] is trainers.DemoBudgetMixin
+    # the default length has one name; fullDA has no demo budget; the benchmarks' budgets are not the demo's
+    for name in ("nnUNetTrainerTeViA_demoBudget20x25", "nnUNetTrainerTeViA_demoBudget_seed",
+                 "nnUNetTrainerTeViA_fullDA_demoBudget", "nnUNetTrainerTeViA_cpuBudget"):
+        assert not hasattr(trainers, name), name
+    out = subprocess.run([os.path.join(os.path.dirname(_demo_command()), "nnUNetv2_tevia_env"), "--demo"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith(f'{os.pathsep}}}{SHIM_FOLDER}"') and out.startswith("export nnUNet_extTrainer=")
 
 
 def test_a_failed_step_raises_the_projects_error(tmp_path, monkeypatch):

@@ -8,8 +8,9 @@ import SimpleITK as sitk
 from PIL import Image
 from scipy import ndimage
 
-from nnunetv2_tevia.demo.generator import (
-    ZONES, format_report, generate_demo_dataset, load_metadata, render_mask, swapped_report, write_swapped_variant)
+from nnunetv2_tevia.demo.generator import generate_demo_dataset, load_metadata, render_mask
+from nnunetv2_tevia.demo.report_templates import ZONES, format_report
+from nnunetv2_tevia.demo.report_variants import swapped_report, write_swapped_variant
 from nnunetv2_tevia.demo.report import _display_slice, dice, dice_table, write_overlays
 from nnunetv2_tevia.prompts.prompt_file import load_prompts
 

@@ -39,7 +39,10 @@ def test_long_schedule_trains_snapshots_and_scores_the_curve(tmp_path):
 
     again = _run(args, env)
     logs = "".join(p.read_text() for p in (out / "logs").glob("*.log"))
-    assert logs.count("training nnUNetTrainerTeViA_gpuShortBudget") == 1  # the second call trained nothing
+    # trained as <trainer>_gpuShortBudget2x2: the budget is in the name; the second call trained nothing
+    assert logs.count("training nnUNetTrainerTeViA_gpuShortBudget2x2 ") == 1
+    snapshots = (out / "models" / "seed_0").glob("*/nnUNetTrainer_gpuShortBudget2x2__*/fold_*/checkpoint_step4.pth")
+    assert len(list(snapshots)) == 1
     assert " steps: per-case Dice" not in again.stdout  # and scored no snapshot again
 
 
@@ -58,6 +61,7 @@ def test_trainings_run_parallel_on_cuda_and_one_at_a_time_on_cpu(tmp_path, monke
             state["running"] += 1
             state["max"] = max(state["max"], state["running"])
             state["order"].append(cmd[cmd.index("--trainers") + 1])
+            state["budget"] = cmd[cmd.index("--budget"):cmd.index("--iterations") + 2]
             self.n_proc_da = env["nnUNet_n_proc_DA"]
 
         def wait(self):
@@ -67,7 +71,9 @@ def test_trainings_run_parallel_on_cuda_and_one_at_a_time_on_cpu(tmp_path, monke
     monkeypatch.setattr(gpu_long_schedule.subprocess, "Popen", FakeProcess)
     trainers = ["nnUNetTrainer", "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_noText"]
     args = argparse.Namespace(d="1", o=str(tmp_path), c="2d", p="nnUNetPlans", device=device, trainers=trainers,
+                              epochs=2, iterations=3,
                               parallel=parallel if parallel is not None else
                               gpu_long_schedule.default_parallel(device, len(trainers)))
     gpu_long_schedule.train_all(args, {})
     assert state["max"] == expected_max and state["order"] == trainers and state["running"] == 0
+    assert state["budget"] == ["--budget", "gpuShort", "--epochs", "2", "--iterations", "3"]

@@ -1,6 +1,8 @@
 """The package's layering, checked on the source: the library layers never import the command or training layers,
-the prompt tools run without torch, and no module grows past 300 lines."""
+the prompt tools run without torch, the demo's modules import each other in one direction, and the package's trainer
+namespace holds no budget wrapper (those belong to the demo and the benchmarks, registered by them alone)."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +43,57 @@ def test_prompt_tools_import_no_torch():
     assert out == "[]", out
 
 
-def test_no_module_over_300_lines():
-    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > 300}
-    assert not long, long
+def test_demo_modules_import_each_other_without_a_cycle():
+    modules = {f"nnunetv2_tevia.demo.{p.stem}": p for p in (PACKAGE / "demo").glob("*.py")}
+    graph = {m: {i for i in _imported_modules(p) if i in modules and i != m} for m, p in modules.items()}
+    done, path = set(), []
+
+    def visit(m):
+        assert m not in path, " -> ".join(path[path.index(m):] + [m])
+        if m not in done:
+            path.append(m)
+            for n in sorted(graph[m]):
+                visit(n)
+            path.pop()
+            done.add(m)
+
+    for m in sorted(graph):
+        visit(m)
+
+
+BUDGET_NAME = re.compile(r"Budget(\d+x\d+)?(_seed\d+)?$")
+
+
+def test_the_package_trainer_namespace_holds_no_budget_wrapper(monkeypatch):
+    """What a user's nnUNetv2_train -tr finds (the package's shim folder, training/all_trainers.py) has no demo or
+    benchmark budget: those live in nnunetv2_tevia/demo/trainers.py and benchmarks/trainers/, registered only by the
+    commands that train them (nnUNetv2_tevia_demo, the benchmark scripts)."""
+    import importlib
+
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunetv2_tevia.demo.trainers import DemoBudgetMixin
+    from nnunetv2_tevia.registration import shim_folder
+    from nnunetv2_tevia.training import all_trainers
+
+    shim = importlib.import_module("nnunetv2_tevia.ext_trainer.tevia_trainers")
+    for namespace in (all_trainers, shim):
+        classes = {n: c for n, c in vars(namespace).items() if isinstance(c, type)}
+        assert "nnUNetTrainerTeViA" in classes and "nnUNetTrainerTeViA_noText" in classes
+        wrappers = sorted(n for n, c in classes.items() if BUDGET_NAME.search(n) or "_demoBudget" in n
+                          or issubclass(c, DemoBudgetMixin))
+        assert wrappers == [], (namespace.__name__, wrappers)
+    monkeypatch.setenv("nnUNet_extTrainer", shim_folder())  # a user's environment: the package's trainers alone
+    for name in ("nnUNetTrainerTeViA_demoBudget", "nnUNetTrainer_demoBudget", "nnUNetTrainerTeViA_cpuBudget",
+                 "nnUNetTrainer_gpuShortBudget", "nnUNetTrainerTeViA_gpuBudget"):
+        with pytest.raises(RuntimeError, match="Could not find"):
+            recursive_find_trainer_class_by_name(name)
+    assert recursive_find_trainer_class_by_name("nnUNetTrainerTeViA_5epochs") is all_trainers.nnUNetTrainerTeViA_5epochs
+
+
+def test_no_environment_variable_sets_a_budget():
+    """A budget is in the trainer's name, never in an environment variable that two budgets could share."""
+    files = sorted((PACKAGE / "training" / "variants").glob("*.py")) + [PACKAGE / "demo" / "trainers.py"]
+    reads = [f"{p.relative_to(PACKAGE)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
+             if re.search(r"\bos\.(environ|getenv)\b|\bgetenv\(", line)]
+    assert reads == [], reads

@@ -23,12 +23,11 @@ from nnunetv2_tevia.cli.tool_path import tool_env
 from nnunetv2_tevia.errors import StepFailedError, TeViAError
 from nnunetv2_tevia.evaluation.provenance import (file_sha256, finish_record, mismatch, read_record, reuse_or_clear,
                                                   start_record)
-from nnunetv2_tevia.demo.budget import (DEMO_BATCH_SIZE, DEMO_EPOCHS, DEMO_ITERATIONS, EPOCHS_ENV, ITERATIONS_ENV,
-                                         SEED_ENV)
+from nnunetv2_tevia.demo.budget import (DEMO_BATCH_SIZE, DEMO_EPOCHS, DEMO_ITERATIONS, DemoBudget, demo_budget_of,
+                                         registered_env)
 
-TEVIA_TRAINER = "nnUNetTrainerTeViA_demoBudget"
-LOCATION_SAFE_TRAINER = "nnUNetTrainerTeViA_locationSafe_demoBudget"
-PLAIN_TRAINER = "nnUNetTrainer_demoBudget"
+# the base trainers; each is trained as <base>_demoBudget[<E>x<I>] (demo/budget.py)
+TEVIA_BASE, LOCATION_SAFE_BASE, PLAIN_BASE = "nnUNetTrainerTeViA", "nnUNetTrainerTeViA_locationSafe", "nnUNetTrainer"
 CHECKPOINT = "checkpoint_final.pth"
 # lines of nnU-Net's output worth showing while the demo runs; the rest goes to the step's log
 SHOWN = ("Epoch ", "Pseudo dice", "Epoch time", "alignment_loss", "Mean Validation Dice", "text cache", "Error",
@@ -36,11 +35,14 @@ SHOWN = ("Epoch ", "Pseudo dice", "Epoch time", "alignment_loss", "Mean Validati
 
 
 class Demo:
-    PLAIN_TRAINER = PLAIN_TRAINER
     def __init__(self, workdir: str, three_d: bool, num_train: int, num_test: int, seed: int, device: str,
                  dataset_id: int, epochs: Optional[int], iterations: Optional[int], location_safe: bool = False):
         self.workdir = os.path.abspath(workdir)
-        self.tevia = LOCATION_SAFE_TRAINER if location_safe else TEVIA_TRAINER
+        self.epochs = DEMO_EPOCHS if epochs is None else epochs
+        self.iterations = DEMO_ITERATIONS if iterations is None else iterations
+        # the budget is in the trainer's name: another --epochs trains another model folder
+        self.tevia = self.budget(LOCATION_SAFE_BASE if location_safe else TEVIA_BASE).trainer
+        self.plain = self.budget(PLAIN_BASE).trainer
         self.suffix = "_locationSafe" if location_safe else ""  # of the TeViA prediction folders and the summary
         self.three_d = three_d
         self.num_train, self.num_test, self.seed = num_train, num_test, seed
@@ -51,20 +53,21 @@ class Demo:
         self.logs = os.path.join(self.workdir, "logs")
         os.makedirs(self.logs, exist_ok=True)
         cpus = str(max(1, min(os.cpu_count() or 1, 4)))
-        self.env = tool_env(nnUNet_raw=os.path.join(self.workdir, "nnUNet_raw"),
-                        nnUNet_preprocessed=os.path.join(self.workdir, "nnUNet_preprocessed"),
-                        nnUNet_results=os.path.join(self.workdir, "nnUNet_results"),
-                        nnUNet_def_n_proc=cpus, nnUNet_n_proc_DA=cpus, nnUNet_compile="false",
-                        HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-        if epochs is not None:
-            self.env[EPOCHS_ENV] = str(epochs)
-        if iterations is not None:
-            self.env[ITERATIONS_ENV] = str(iterations)
+        # the demo's budget trainers are registered for the commands the demo runs, never for a user's own
+        self.env = registered_env(tool_env(nnUNet_raw=os.path.join(self.workdir, "nnUNet_raw"),
+                                           nnUNet_preprocessed=os.path.join(self.workdir, "nnUNet_preprocessed"),
+                                           nnUNet_results=os.path.join(self.workdir, "nnUNet_results"),
+                                           nnUNet_def_n_proc=cpus, nnUNet_n_proc_DA=cpus, nnUNet_compile="false",
+                                           HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1"))
         os.environ.update({k: self.env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
         self.dataset_name = f"Dataset{dataset_id:03d}_TeViADemo{'3D' if three_d else ''}"
         self.raw = os.path.join(self.env["nnUNet_raw"], self.dataset_name)
         self.timings: Dict[str, float] = {}
         self.extra_prompts: Dict[str, str] = {}  # row name -> prompt file: other wordings of the test reports
+
+    def budget(self, base: str, seed: Optional[int] = None) -> DemoBudget:
+        """``base`` on this demo's budget (``seed``: None trains unseeded, as nnU-Net does)."""
+        return DemoBudget(base, self.epochs, self.iterations, seed)
 
     def say(self, msg: str) -> None:
         print(f"[{time.time() - self.t0:7.1f} s] {msg}", flush=True)
@@ -91,7 +94,7 @@ class Demo:
         return os.path.join(self.env["nnUNet_preprocessed"], self.dataset_name)
 
     def create_dataset(self) -> None:
-        from nnunetv2_tevia.demo import generator
+        from nnunetv2_tevia.demo import generator, report_variants
 
         arguments = {"dataset_id": self.dataset_id, "num_train": self.num_train, "num_test": self.num_test,
                      "seed": self.seed, "three_d": self.three_d}
@@ -109,12 +112,11 @@ class Demo:
                     overwrite=True)
             except FileExistsError as e:  # another dataset of the workdir has this id (e.g. the 2D demo, then --3d)
                 raise TeViAError(f"{str(e).rstrip('.')} with -d ID, or another workdir with -o") from None
-            generator.write_swapped_variant(folder, seed=self.seed)
+            report_variants.write_swapped_variant(folder, seed=self.seed)
             start_record(self.raw, arguments)
             finish_record(self.raw)
         # other wordings of the test reports, each a row of its own (held out from training; report_templates.py)
-        reworded = getattr(generator, "write_reworded_variants", None)
-        self.extra_prompts = dict(reworded(self.raw)) if reworded is not None else {}
+        self.extra_prompts = dict(report_variants.write_reworded_variants(self.raw))
 
     def preprocess(self) -> None:
         pre = self.preprocessed
@@ -136,13 +138,15 @@ class Demo:
         return os.path.join(self.env["nnUNet_results"], self.dataset_name,
                             f"{trainer}__nnUNetPlans__{self.config}")
 
-    def train(self, trainer: str) -> None:
+    def train(self, trainer: str, budget: Optional[DemoBudget] = None) -> None:
+        """Train ``trainer``, a demo budget trainer (demo/budget.py), or one built on ``budget``."""
+        budget = budget or demo_budget_of(trainer)
+        if budget is None:
+            raise TeViAError(f"{trainer} is not a demo budget trainer (<base>_demoBudget[<E>x<I>][_seed<S>])")
         folder = self.model_folder(trainer)
         fold = os.path.join(folder, "fold_0")
-        arguments = {"trainer": trainer, "configuration": self.config, "fold": 0,
-                     "epochs": int(self.env.get(EPOCHS_ENV, DEMO_EPOCHS)),
-                     "iterations": int(self.env.get(ITERATIONS_ENV, DEMO_ITERATIONS)),
-                     "batch_size": DEMO_BATCH_SIZE, "training_seed": self.env.get(SEED_ENV)}
+        arguments = {"trainer": trainer, "configuration": self.config, "fold": 0, "epochs": budget.epochs,
+                     "iterations": budget.iterations, "batch_size": DEMO_BATCH_SIZE, "training_seed": budget.seed}
         inputs = {"preprocessed": (read_record(self.preprocessed) or {}).get("id")}
         why = mismatch(read_record(folder), arguments, inputs)
         if why is None and os.path.isfile(os.path.join(fold, CHECKPOINT)):
@@ -202,7 +206,7 @@ class Demo:
         """(row name, trainer, prediction folder, label folder) of every row of the Dice table."""
         tevia = self.tevia
         rows = [(tevia, tevia, self.prediction_folder(), "labelsTs"),
-                (PLAIN_TRAINER, PLAIN_TRAINER, self.prediction_folder(tevia=False), "labelsTs"),
+                (self.plain, self.plain, self.prediction_folder(tevia=False), "labelsTs"),
                 (f"{tevia} (reports swapped to the distractors)", tevia, self.prediction_folder("swapped"),
                  "labelsTs_swapped"),
                 (f"{tevia} (swapped reports, vs the original targets)", tevia, self.prediction_folder("swapped"),
@@ -217,7 +221,7 @@ class Demo:
 
     def predict_all(self) -> None:
         self.predict(self.tevia, self.prediction_folder())
-        self.predict(PLAIN_TRAINER, self.prediction_folder(tevia=False))
+        self.predict(self.plain, self.prediction_folder(tevia=False))
         self.predict(self.tevia, self.prediction_folder("swapped"),
                      prompts=os.path.join(self.raw, "tevia_prompts_swapped.json"))
         self.predict(self.tevia, self.prediction_folder("no_report"), no_report=True)
@@ -252,13 +256,15 @@ def demo_entry():
     parser.add_argument("--seed", type=int, default=0, help="[OPTIONAL] Seed of the data generator. Default: 0")
     parser.add_argument("-d", "--dataset-id", type=int, default=990, help="[OPTIONAL] Dataset id. Default: 990")
     parser.add_argument("--epochs", type=int, default=None,
-                        help=f"[OPTIONAL] Epochs of both trainings (demo budget default: {DEMO_EPOCHS}).")
+                        help=f"[OPTIONAL] Epochs of both trainings (demo budget default: {DEMO_EPOCHS}). Another "
+                             f"length trains <trainer>_demoBudget<E>x<I>, in a model folder of its own.")
     parser.add_argument("--iterations", type=int, default=None,
                         help=f"[OPTIONAL] Iterations per epoch of both trainings (default: {DEMO_ITERATIONS}).")
     parser.add_argument("-device", default=None, choices=["cpu", "cuda", "mps"],
                         help="[OPTIONAL] Training and inference device. Default: cuda if available, else cpu.")
     parser.add_argument("--location-safe", action="store_true",
-                        help=f"[OPTIONAL] Train {LOCATION_SAFE_TRAINER} instead of {TEVIA_TRAINER}: no mirroring "
+                        help=f"[OPTIONAL] Train {DemoBudget(LOCATION_SAFE_BASE).trainer} instead of "
+                             f"{DemoBudget(TEVIA_BASE).trainer}: no mirroring "
                              f"(the default mirrors each image with its report's zone words swapped, in training "
                              f"and at test time; docs/demo.md). Its predictions go to "
                              f"predictions/tevia_locationSafe*, its table to demo_summary_locationSafe.json; plain "
@@ -267,6 +273,8 @@ def demo_entry():
     if args.num_train < 5 or args.num_test < 1:
         # nnU-Net's 5-fold split needs 5 training cases; the Dice table needs a test case
         parser.error("--num-train must be at least 5 and --num-test at least 1")
+    if (args.epochs is not None and args.epochs < 1) or (args.iterations is not None and args.iterations < 1):
+        parser.error("--epochs and --iterations must be at least 1")
     if not 0 < args.dataset_id < 1000:
         parser.error(f"-d {args.dataset_id}: nnU-Net dataset ids are 1 to 999")
     device = args.device
@@ -279,7 +287,7 @@ def demo_entry():
     demo.create_dataset()
     demo.preprocess()
     demo.train(demo.tevia)
-    demo.train(PLAIN_TRAINER)
+    demo.train(demo.plain)
     demo.predict_all()
     path = demo.report()
     print(path)

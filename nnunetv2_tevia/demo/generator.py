@@ -25,10 +25,10 @@ Layout of the written dataset (an ordinary nnU-Net raw dataset plus three files)
 - ``tevia_prompts.json``: the report of every training and test case.
 - ``demo_metadata.json``: per case the lesion centres, radii, contrasts and which are targets, so that
   ``write_swapped_variant`` can later render masks for other target sets.
-- ``write_swapped_variant`` adds ``labelsTs_swapped/`` and ``tevia_prompts_swapped.json``: each test report now
-  names the distractors (the complement of the targets) and the swapped label holds exactly those. Predicting
-  the test images with the swapped reports and scoring against ``labelsTs_swapped`` measures whether the text
-  steers the prediction.
+- ``report_variants.write_swapped_variant`` (which builds on this module, never the other way round) adds
+  ``labelsTs_swapped/`` and ``tevia_prompts_swapped.json``: each test report now names the distractors (the
+  complement of the targets) and the swapped label holds exactly those. Predicting the test images with the
+  swapped reports and scoring against ``labelsTs_swapped`` measures whether the text steers the prediction.
 
 All files are a pure function of the arguments: the same seed gives byte-identical files.
 """
@@ -260,8 +260,3 @@ def load_metadata(dataset_folder: str) -> dict:
     if meta.get("format") != METADATA_FORMAT or meta.get("version") != METADATA_VERSION:
         raise ValueError(f"{path} is not a {METADATA_FORMAT} version {METADATA_VERSION} file. Regenerate the dataset.")
     return meta
-
-
-# the test reports' variants (swapped targets, other wordings) live in report_variants.py
-from nnunetv2_tevia.demo.report_variants import (REWORDED_PROMPTS, reworded_report, swapped_report,  # noqa: E402,F401
-                                                 write_reworded_variants, write_swapped_variant)

@@ -16,7 +16,7 @@ def write_report(demo) -> str:
 
     ending = ".nii.gz" if demo.three_d else ".png"
     tevia = demo.tevia
-    models = {t: read_record(demo.model_folder(t)) for t in (tevia, demo.PLAIN_TRAINER)}
+    models = {t: read_record(demo.model_folder(t)) for t in (tevia, demo.plain)}
     results, rows = {}, []
     for name, trainer, folder, labels in demo.rows():
         made_by = read_record(folder)
@@ -55,7 +55,7 @@ def write_report(demo) -> str:
                 "dice_without_report": results[f"{tevia} (no report)"]["mean"],
                 "dice_with_reworded_reports": {n: results[f"{tevia} ({n})"]["mean"] for n in demo.extra_prompts},
                 "per_case": results[tevia]["per_case"]},
-        demo.PLAIN_TRAINER: {"dice": results[demo.PLAIN_TRAINER]["mean"], "per_case": results[demo.PLAIN_TRAINER]["per_case"]},
+        demo.plain: {"dice": results[demo.plain]["mean"], "per_case": results[demo.plain]["per_case"]},
         "rows": rows,
         "dice_convention": "mean over test cases of the per-case foreground Dice (pooled_dice: all pixels of "
                            "all test cases at once); a case without its prediction is an error, never left out",
