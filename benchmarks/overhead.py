@@ -323,7 +323,6 @@ def time_inference(trainer, cases: int, device: str, sync) -> Optional[float]:
     """Sliding-window prediction of preprocessed training cases, mirroring off; median seconds per case."""
     if cases <= 0:
         return None
-    from contextlib import nullcontext
 
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -342,18 +341,31 @@ def time_inference(trainer, cases: int, device: str, sync) -> Optional[float]:
     seconds = []
     for i, key in enumerate(keys):
         data = torch.from_numpy(np.ascontiguousarray(dataset.load_case(key)[0][:]))
-        scope = nullcontext()
-        if hasattr(trainer, "text_table"):  # nnU-Net's own predictor calls network(x): the case's text around it
+        if hasattr(trainer, "text_table"):  # nnU-Net's own predictor calls network(x): the case's text goes with it
             text = trainer._validation_text(key)
-            scope = unwrap(trainer.network).case_text(text.features, text.mask)
+            predictor.network = _with_text(unwrap(trainer.network), text.features, text.mask)
         sync()
         start = time.perf_counter()
-        with scope:
-            predictor.predict_sliding_window_return_logits(data)
+        predictor.predict_sliding_window_return_logits(data)
         sync()
         if i > 0:  # the first case pays for allocations and kernel selection
             seconds.append(time.perf_counter() - start)
     return float(np.median(seconds))
+
+
+def _with_text(network, features, mask):
+    """The network as nnU-Net's predictor calls it, network(x), with one case's text as its forward argument."""
+    import torch
+
+    class WithText(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def forward(self, x):
+            return self.network(x, features, mask)
+
+    return WithText()
 
 
 # ---------------------------------------------------------------------------------------------- reporting
