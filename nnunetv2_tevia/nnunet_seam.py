@@ -163,7 +163,7 @@ def final_validation(trainer, make_predictor: Callable[[dict, NextCase], object]
     original = trainer.dataset_class
     if original is None:
         raise NnUNetSeamError("nnUNetTrainer.perform_actual_validation", "was reached before the trainer set its "
-                              "dataset_class (in get_dataloaders)")
+                              "dataset_class (nnUNetTrainer.initialize sets it)")
     built = []
 
     def predictor(**kwargs):

@@ -189,14 +189,20 @@ def test_in_memory_prediction_from_files_gives_each_case_its_own_text_every_call
     assert predictor._text is None and predictor._case_texts == {}
 
 
-def test_a_direct_call_after_a_sequential_prediction_has_no_text(monkeypatch, tmp_path):
-    """predict_from_files_sequential once left the last case's text on the network, so a later direct call of
-    predict_logits_from_preprocessed_data ran on it instead of refusing."""
+def sequential_setup(monkeypatch, tmp_path):
+    """A predictor with reports a, b for cases c1, c2, their input files and an output folder."""
     a, b = REPORTS[:2]
     predictor, net, spy = make_predictor(monkeypatch, prompts=PromptFile(path=None, cases={"c1": a, "c2": b}))
     files = _png_cases(tmp_path / "in", ["c1", "c2"])
     (tmp_path / "out").mkdir()
-    predictor.predict_from_files_sequential(files, str(tmp_path / "out"))
+    return predictor, spy, files, str(tmp_path / "out"), (a, b)
+
+
+def test_a_direct_call_after_a_sequential_prediction_has_no_text(monkeypatch, tmp_path):
+    """predict_from_files_sequential once left the last case's text on the network, so a later direct call of
+    predict_logits_from_preprocessed_data ran on it instead of refusing."""
+    predictor, spy, files, out, (a, b) = sequential_setup(monkeypatch, tmp_path)
+    predictor.predict_from_files_sequential(files, out)
     assert spy.reports() == [a, b]
     predictor.predict_from_files_sequential(files, None)
     assert spy.reports()[2:] == [a, b]

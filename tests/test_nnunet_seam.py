@@ -18,9 +18,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_tevia import nnunet_seam as seam
 from nnunetv2_tevia.nnunet_seam import NnUNetSeamError
-from nnunetv2_tevia.prompts.prompt_file import PromptFile
 from nnunetv2_tevia.training.mirror_text import RecordingMirrorTransform
-from test_inference_state import REPORTS, _png_cases, make_predictor
+from test_inference_state import REPORTS, _png_cases, make_predictor, sequential_setup
 
 
 # ---------------------------------------------------------------------------------------------------- 1. loaders
@@ -124,8 +123,6 @@ class _Net(torch.nn.Module):
 
 
 def _validation_trainer(network):
-    from nnunetv2.training.loss.dice import get_tp_fp_fn_tn  # noqa: F401  (validation_step imports it itself)
-
     labels = types.SimpleNamespace(has_regions=False, has_ignore_label=False, ignore_label=None)
     return types.SimpleNamespace(network=network, device=torch.device("cpu"), enable_deep_supervision=False,
                                  label_manager=labels, loss=lambda output, target: output.mean())
@@ -224,20 +221,14 @@ def test_final_validation_in_another_order_stops_naming_perform_actual_validatio
 # ---------------------------------------------------------------------------------------------------- 5. sequential
 def test_predict_from_files_sequential_preprocesses_each_case_from_its_files_before_predicting_it(monkeypatch,
                                                                                                   tmp_path):
-    a, b = REPORTS[:2]
-    predictor, net, spy = make_predictor(monkeypatch, prompts=PromptFile(path=None, cases={"c1": a, "c2": b}))
-    files = _png_cases(tmp_path / "in", ["c1", "c2"])
-    (tmp_path / "out").mkdir()
-    predictor.predict_from_files_sequential(files, str(tmp_path / "out"))
+    predictor, spy, files, out, (a, b) = sequential_setup(monkeypatch, tmp_path)
+    predictor.predict_from_files_sequential(files, out)
     assert spy.reports() == [a, b]
     assert type(predictor.configuration_manager).__name__ == "ConfigurationManager"  # restored
 
 
 def test_preprocessing_all_cases_before_predicting_stops_naming_predict_from_files_sequential(monkeypatch, tmp_path):
-    a, b = REPORTS[:2]
-    predictor, net, spy = make_predictor(monkeypatch, prompts=PromptFile(path=None, cases={"c1": a, "c2": b}))
-    files = _png_cases(tmp_path / "in", ["c1", "c2"])
-    (tmp_path / "out").mkdir()
+    predictor, spy, files, out, _ = sequential_setup(monkeypatch, tmp_path)
 
     def preprocess_all_first(self, lists, output_folder, *args, **kwargs):  # another order than nnU-Net 2.8.1's
         lists, _, _ = self._manage_input_and_output_lists(lists, output_folder)
@@ -248,7 +239,7 @@ def test_preprocessing_all_cases_before_predicting_stops_naming_predict_from_fil
 
     monkeypatch.setattr(nnUNetPredictor, "predict_from_files_sequential", preprocess_all_first)
     with pytest.raises(NnUNetSeamError, match="nnUNetPredictor.predict_from_files_sequential"):
-        predictor.predict_from_files_sequential(files, str(tmp_path / "out"))
+        predictor.predict_from_files_sequential(files, out)
     assert spy.reports() == []  # nothing was predicted with a report of the wrong case
 
 
