@@ -24,8 +24,12 @@ Dependencies, by the nnU-Net function they rely on:
      case's output file (or None): ``items_with_case_ids``.
   8. ``nnUNetv2_predict`` (stock) builds the network and calls ``network(x)`` with no way to pass a flag: its only
      edge is the environment, ``NNUNETV2_TEVIA_ALLOW_NO_REPORT``: ``stock_predict_allows_no_report``.
+  9. ``nnUNetTrainer.__init__`` pops ``plans["continue_training"]`` (set by ``run_training.get_trainer_from_args``)
+     and makes its fold folder and log under ``nnUNet_results`` as the environment says when it is constructed:
+     ``scratch_trainer``.
 """
 import os
+import tempfile
 from contextlib import contextmanager
 from functools import partial
 from queue import Queue
@@ -263,3 +267,27 @@ def stock_predict_allows_no_report() -> bool:
     """Whether a forward without text may run on the no-report text: set for nnU-Net's own commands
     (``nnUNetv2_predict``), which cannot pass a text."""
     return os.environ.get(ALLOW_NO_REPORT_ENV, "0").lower() in ("1", "true")
+
+
+# ---------------------------------------------------------------------------------------------------- 9. a trainer outside nnUNetv2_train
+@contextmanager
+def scratch_trainer(trainer_class: type, plans: dict, configuration: str, dataset_json: dict, device: torch.device):
+    """A trainer constructed as ``run_training.get_trainer_from_args`` does (fold 0), for its network and text set-up
+    only: the fold folder and log that ``nnUNetTrainer.__init__`` makes go to a temporary folder, removed on exit."""
+    plans = dict(plans, continue_training=False)
+    saved = os.environ.get("nnUNet_results")
+    with tempfile.TemporaryDirectory(prefix="tevia_scratch_trainer_") as scratch:
+        os.environ["nnUNet_results"] = scratch
+        try:
+            trainer = trainer_class(plans=plans, configuration=configuration, fold=0, dataset_json=dataset_json,
+                                    device=device)
+        finally:
+            if saved is None:
+                del os.environ["nnUNet_results"]
+            else:
+                os.environ["nnUNet_results"] = saved
+        folder = os.path.abspath(str(trainer.output_folder))
+        if not folder.startswith(os.path.abspath(scratch) + os.sep):
+            raise NnUNetSeamError("nnUNetTrainer.__init__", f"made its fold folder at {folder}, not under the "
+                                  f"nnUNet_results ({scratch}) set while it was constructed")
+        yield trainer

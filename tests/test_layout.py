@@ -91,9 +91,11 @@ def test_the_package_trainer_namespace_holds_no_budget_wrapper(monkeypatch):
     assert recursive_find_trainer_class_by_name("nnUNetTrainerTeViA_5epochs") is all_trainers.nnUNetTrainerTeViA_5epochs
 
 
-def test_no_environment_variable_sets_a_budget():
-    """A budget is in the trainer's name, never in an environment variable that two budgets could share."""
-    files = sorted((PACKAGE / "training" / "variants").glob("*.py")) + [PACKAGE / "demo" / "trainers.py"]
+def test_no_environment_variable_is_read_by_training_the_network_or_a_budget():
+    """A budget is in the trainer's name, never in an environment variable that two budgets could share; training
+    and the network read none at all (the command-line edge and nnunet_seam.py do)."""
+    files = sorted((PACKAGE / "training").rglob("*.py")) + sorted((PACKAGE / "model").rglob("*.py")) + \
+        [PACKAGE / "demo" / "trainers.py"]
     reads = [f"{p.relative_to(PACKAGE)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
              if re.search(r"\bos\.(environ|getenv)\b|\bgetenv\(", line)]
     assert reads == [], reads

@@ -6,6 +6,7 @@ function) and checks that the seam then fails with an error naming that function
 the wrong image.
 """
 import inspect
+import os
 import types
 
 import pytest
@@ -14,12 +15,13 @@ from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_tevia import nnunet_seam as seam
 from nnunetv2_tevia.nnunet_seam import NnUNetSeamError
 from nnunetv2_tevia.training.mirror_text import RecordingMirrorTransform
-from test_inference_state import REPORTS, _png_cases, make_predictor, sequential_setup
+from test_inference_state import REPORTS, _plans, _png_cases, make_predictor, sequential_setup
 
 
 # ---------------------------------------------------------------------------------------------------- 1. loaders
@@ -309,6 +311,35 @@ def test_stock_predict_reads_its_no_report_switch_from_the_environment(monkeypat
     else:
         monkeypatch.setenv(seam.ALLOW_NO_REPORT_ENV, value)
     assert seam.stock_predict_allows_no_report() is allowed
+
+
+# ---------------------------------------------------------------------------------------------------- 9. scratch trainer
+_DATASET_JSON = {"labels": {"background": 0, "lesion": 1}, "channel_names": {"0": "x"}, "numTraining": 1,
+                 "file_ending": ".png"}
+
+
+def test_a_trainer_built_outside_training_writes_only_into_a_scratch_folder(monkeypatch, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setenv("nnUNet_results", str(results))
+    plans = _plans(2, (16, 16))
+    with seam.scratch_trainer(nnUNetTrainer, plans, "2d", _DATASET_JSON, torch.device("cpu")) as trainer:
+        folder = trainer.output_folder
+        assert os.path.isdir(folder) and os.listdir(folder)  # nnU-Net made its fold folder and log there
+        assert os.environ["nnUNet_results"] == str(results)  # restored as soon as the trainer is built
+    assert not os.path.exists(folder) and not os.listdir(results)
+    assert "continue_training" not in plans  # the caller's plans are not changed
+
+
+def test_a_trainer_that_no_longer_reads_nnunet_results_when_built_stops_naming_its_init(monkeypatch, tmp_path):
+    from nnunetv2.paths import _EnvPath
+
+    # as if nnU-Net took its results folder from elsewhere than the environment at construction time
+    monkeypatch.setenv("TEVIA_TEST_OTHER_RESULTS", str(tmp_path))
+    monkeypatch.setattr(trainer_module, "nnUNet_results", _EnvPath("TEVIA_TEST_OTHER_RESULTS", ""))
+    with pytest.raises(NnUNetSeamError, match=r"nnUNetTrainer\.__init__"):
+        with seam.scratch_trainer(nnUNetTrainer, _plans(2, (16, 16)), "2d", _DATASET_JSON, torch.device("cpu")):
+            pass
 
 
 def test_no_mock_patch_or_call_order_outside_the_seam():

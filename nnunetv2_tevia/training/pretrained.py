@@ -9,7 +9,6 @@ their fresh initialisation; the prototypes start inactive, as in any new trainin
 import contextlib
 import io
 import os
-import tempfile
 from typing import Dict, Tuple
 
 import torch
@@ -20,6 +19,7 @@ from nnunetv2.utilities.label_handling.label_handling import determine_num_input
 from nnunetv2_tevia.errors import TeViAError
 from nnunetv2_tevia.io_utils import atomic_torch_save
 from nnunetv2_tevia.model.config import PLANS_KEY
+from nnunetv2_tevia.nnunet_seam import scratch_trainer
 from nnunetv2_tevia.training.case_text import NO_REPORT_ROW
 
 # nnU-Net's loader never transfers the segmentation heads, so a checkpoint pretrained on another label
@@ -27,21 +27,6 @@ from nnunetv2_tevia.training.case_text import NO_REPORT_ROW
 SEG_LAYER_KEY = ".seg_layers."
 # TeViANetwork keeps the plans-built network's modules under these names (see tevia_network.py)
 BASE_PREFIXES = ("encoder.", "decoder.")
-
-
-@contextlib.contextmanager
-def _scratch_results_folder():
-    """A trainer creates its fold folder and a log file when constructed; keep those out of the real results."""
-    saved = os.environ.get("nnUNet_results")
-    with tempfile.TemporaryDirectory(prefix="tevia_expand_") as tmp:
-        os.environ["nnUNet_results"] = tmp
-        try:
-            yield
-        finally:
-            if saved is None:
-                del os.environ["nnUNet_results"]
-            else:
-                os.environ["nnUNet_results"] = saved
 
 
 def build_tevia_network(dataset_name_or_id, configuration: str, plans_identifier: str = "nnUNetPlans",
@@ -68,11 +53,9 @@ def build_tevia_network(dataset_name_or_id, configuration: str, plans_identifier
         raise TeViAError(f"{trainer_name} is not a TeViA trainer; expanding a checkpoint is only needed for "
                          f"nnUNetTrainerTeViA and its variants (a plain trainer takes the checkpoint as it is)")
     plans = load_json(plans_file)
-    plans["continue_training"] = False  # nnUNetTrainer.__init__ pops it (see nnunetv2.run.run_training)
     dataset_json = load_json(join(folder, "dataset.json"))
-    with _scratch_results_folder(), contextlib.redirect_stdout(io.StringIO()):
-        trainer = trainer_class(plans=plans, configuration=configuration, fold=0, dataset_json=dataset_json,
-                                device=torch.device("cpu"))
+    with contextlib.redirect_stdout(io.StringIO()), \
+            scratch_trainer(trainer_class, plans, configuration, dataset_json, torch.device("cpu")) as trainer:
         # the trainer's own text set-up: cache checks, guided-stage count and slots, plans["tevia"]
         trainer._prepare_text()
         network = trainer.build_network_architecture(
