@@ -269,23 +269,16 @@ def stock_predict_allows_no_report() -> bool:
     return os.environ.get(ALLOW_NO_REPORT_ENV, "0").lower() in ("1", "true")
 
 
-# ---------------------------------------------------------------------------------------------------- 9. a trainer outside nnUNetv2_train
+# ---------------------------------------------------------------------------------------------------- 9. scratch trainer
 @contextmanager
 def scratch_trainer(trainer_class: type, plans: dict, configuration: str, dataset_json: dict, device: torch.device):
     """A trainer constructed as ``run_training.get_trainer_from_args`` does (fold 0), for its network and text set-up
     only: the fold folder and log that ``nnUNetTrainer.__init__`` makes go to a temporary folder, removed on exit."""
     plans = dict(plans, continue_training=False)
-    saved = os.environ.get("nnUNet_results")
     with tempfile.TemporaryDirectory(prefix="tevia_scratch_trainer_") as scratch:
-        os.environ["nnUNet_results"] = scratch
-        try:
+        with mock.patch.dict(os.environ, {"nnUNet_results": scratch}):  # restored as it was, also on error
             trainer = trainer_class(plans=plans, configuration=configuration, fold=0, dataset_json=dataset_json,
                                     device=device)
-        finally:
-            if saved is None:
-                del os.environ["nnUNet_results"]
-            else:
-                os.environ["nnUNet_results"] = saved
         folder = os.path.abspath(str(trainer.output_folder))
         if not folder.startswith(os.path.abspath(scratch) + os.sep):
             raise NnUNetSeamError("nnUNetTrainer.__init__", f"made its fold folder at {folder}, not under the "
